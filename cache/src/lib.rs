@@ -1,0 +1,1 @@
+//! kiln content-addressed store (filled by issue 3).

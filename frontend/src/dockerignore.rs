@@ -1,0 +1,1 @@
+//! `.dockerignore` pattern semantics (filled by the dockerignore work).

@@ -1,0 +1,1 @@
+//! Lowering stages to the build graph.

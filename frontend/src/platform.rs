@@ -1,0 +1,1 @@
+//! Platform strings (`os/arch[/variant]`) and the host platform.

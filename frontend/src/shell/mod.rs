@@ -1,0 +1,1 @@
+//! Word expansion and splitting with BuildKit rules.

@@ -1,0 +1,6 @@
+//! kiln: a daemonless, rootless, Dockerfile-compatible container image builder.
+//!
+//! The binary is a thin shim over [`cli`]. The Dockerfile frontend lives in the
+//! `kiln-frontend` crate, the content-addressed store in `kiln-cache`.
+
+pub mod cli;
