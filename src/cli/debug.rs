@@ -1,11 +1,27 @@
-//! `kiln debug ...`: print what the frontend makes of a Dockerfile.
+//! `kiln debug ...`: print what the frontend makes of its inputs.
 
 use clap::Subcommand;
+use kiln_frontend::platform::Platform;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
-pub enum DebugCommand {}
+pub enum DebugCommand {
+    /// Print a platform string normalised (the host's when none is given)
+    Platform {
+        /// os[/arch[/variant]]
+        platform: Option<String>,
+    },
+}
 
 pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        DebugCommand::Platform { platform } => {
+            let platform = match platform {
+                Some(text) => Platform::parse(&text)?,
+                None => Platform::host(),
+            };
+            println!("{platform}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

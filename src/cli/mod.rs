@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about = "Daemonless, rootless, Dockerfile-compatible image builder")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Daemonless, rootless, Dockerfile-compatible image builder"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
