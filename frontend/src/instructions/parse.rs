@@ -225,7 +225,7 @@ fn at_least_one(args: &[String], keyword: &str) -> Result<(), String> {
 /// ENV and LABEL arguments come from the parser as (key, value, separator) triples.
 fn key_values(args: &[String], keyword: &str) -> Result<KeyValues, String> {
     at_least_one(args, keyword)?;
-    if args.len() % 3 != 0 {
+    if !args.len().is_multiple_of(3) {
         return Err(format!("bad input to {keyword}, too many arguments"));
     }
     args.chunks(3)
