@@ -358,7 +358,7 @@ fn sources_and_dest(node: &Node, keyword: &str) -> Result<SourcesAndDest, String
 }
 
 /// The delimiter of a heredoc word `[fd]<<[-]NAME` (quotes around NAME removed).
-fn heredoc_word(word: &str) -> Option<String> {
+pub(crate) fn heredoc_word(word: &str) -> Option<String> {
     let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
     let rest = rest.strip_prefix("<<")?;
     let rest = rest.strip_prefix('-').unwrap_or(rest);
