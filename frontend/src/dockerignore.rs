@@ -1,1 +1,0 @@
-//! `.dockerignore` pattern semantics (filled by the dockerignore work).
