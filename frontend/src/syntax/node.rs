@@ -37,7 +37,9 @@ pub struct Warning {
 ///
 /// Invariants: `cmd` is lower case; `args` keep quotes and escapes (they are removed later
 /// by word expansion) except for the JSON form, whose strings are already decoded; `sub` is
-/// set only for `onbuild`; `heredocs` only for instructions that accept them (RUN, COPY, ADD).
+/// set only for `onbuild`; `heredocs` only for instructions that accept them (RUN, COPY, ADD,
+/// and ONBUILD whose `sub` is one of them: the bodies stay on the ONBUILD node, as in
+/// BuildKit). Unknown keywords get the single argument `""`, as BuildKit's parser gives them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
     /// The lower-cased instruction keyword: `from`, `run`, ...
@@ -62,12 +64,29 @@ pub struct Node {
 pub struct Heredoc {
     /// The delimiter word, unquoted.
     pub name: String,
-    /// The body, including its final newline; leading tabs already removed when `chomp`.
+    /// The body as written, byte for byte: every line with its ending (CRLF kept), leading
+    /// tabs included even when `chomp` (see [`Heredoc::body`]).
     pub content: String,
     /// False when the delimiter was quoted: the body is then taken literally.
     pub expand: bool,
     /// True for `<<-`: leading tabs are stripped from each body line.
     pub chomp: bool,
-    /// The file descriptor written before `<<` (0 when none was given).
+    /// The file descriptor written before `<<` (0 when none was given; saturates at
+    /// `u32::MAX`).
     pub fd: u32,
+}
+
+impl Heredoc {
+    /// The body as the instruction uses it: with `chomp` (`<<-`), leading tabs are removed
+    /// from every line; otherwise the content unchanged.
+    pub fn body(&self) -> std::borrow::Cow<'_, str> {
+        if !self.chomp {
+            return std::borrow::Cow::Borrowed(&self.content);
+        }
+        let mut out = String::with_capacity(self.content.len());
+        for line in self.content.split_inclusive('\n') {
+            out.push_str(line.trim_start_matches('\t'));
+        }
+        std::borrow::Cow::Owned(out)
+    }
 }
