@@ -113,7 +113,8 @@ impl ImageConfig {
     /// Sets `key=value`, replacing an earlier value in place.
     pub fn set_env(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
-        match self.env.iter_mut().find(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == key) {
+        match self.env.iter_mut().find(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == key)
+        {
             Some(existing) => *existing = entry,
             None => self.env.push(entry),
         }
@@ -163,14 +164,22 @@ pub enum Op {
     Scratch,
     /// An image's filesystem. `reference` is normalised by the engine and pinned to a digest
     /// when the cache key is computed.
-    Image { reference: String, platform: Platform },
+    Image {
+        reference: String,
+        platform: Platform,
+    },
     /// Files of a local build context: the main one (`name == "context"`) or a named one from
     /// `--build-context NAME=PATH`.
     Context(ContextSource),
     Run(RunOp),
     Copy(CopyOp),
     /// `WORKDIR`: create the directory (and its parents) owned by the current user.
-    Mkdir { parent: StepId, path: String, mode: u32, user: Option<String> },
+    Mkdir {
+        parent: StepId,
+        path: String,
+        mode: u32,
+        user: Option<String>,
+    },
 }
 
 impl Op {

@@ -11,6 +11,8 @@ pub enum DebugCommand {
         /// os[/arch[/variant]]
         platform: Option<String>,
     },
+    /// Print the build graph of a Dockerfile as JSON (base images are not looked up)
+    Plan(super::plan::PlanArgs),
 }
 
 pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
@@ -23,5 +25,6 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
             println!("{platform}");
             Ok(ExitCode::SUCCESS)
         }
+        DebugCommand::Plan(args) => super::plan::run(args),
     }
 }

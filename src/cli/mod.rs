@@ -5,6 +5,8 @@
 //! (clap's usage errors keep clap's exit code 2).
 
 mod debug;
+mod diagnostic;
+mod plan;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -36,7 +38,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match err.downcast_ref::<diagnostic::DockerfileError>() {
+                // Already rendered with its title and source lines.
+                Some(located) => eprintln!("{located}"),
+                None => eprintln!("error: {err:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -20,8 +20,8 @@ mod suggest;
 
 pub use error::InstructionError;
 pub use mount::{Mount, MountType, Sharing};
-pub use parse::{parse_dockerfile, parse_instruction};
 pub(crate) use parse::heredoc_word;
+pub use parse::{parse_dockerfile, parse_instruction};
 pub use suggest::did_you_mean as suggest_name;
 
 use crate::Span;

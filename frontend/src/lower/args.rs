@@ -36,7 +36,8 @@ pub const PREDEFINED: &[&str] = &[
 ];
 
 /// Build args that RUN sees without an ARG, and that stay out of history and cache keys.
-pub const PROXY_ARGS: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
+pub const PROXY_ARGS: &[&str] =
+    &["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
 
 pub fn is_proxy_arg(key: &str) -> bool {
     PROXY_ARGS.iter().any(|p| p.eq_ignore_ascii_case(key))

@@ -1,9 +1,10 @@
 //! One stage's instructions → steps and image-config edits.
 
+use super::LowerError;
 use super::args::{self, Env};
 use super::paths::{clean, normalize_workdir, resolve_against};
 use super::stages::{Lowering, SourceRef};
-use super::LowerError;
+use crate::Span;
 use crate::graph::{
     AddOptions, CopyOp, CopySourceRef, Healthcheck, HistoryEntry, ImageConfig, InlineFileMount,
     InlineSource, Op, RunMount, RunOp, StageImage, StageResult, StepId, StepMeta,
@@ -14,7 +15,6 @@ use crate::instructions::{
 };
 use crate::platform::Platform;
 use crate::shell::Lexer;
-use crate::Span;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -120,8 +120,9 @@ impl Lowering<'_> {
         commands: &[Command],
     ) -> Result<StageState, LowerError> {
         for command in commands {
-            self.dispatch(index, &mut state, command)
-                .map_err(|e| if e.span.is_none() { LowerError::at(command.span, e.message) } else { e })?;
+            self.dispatch(index, &mut state, command).map_err(|e| {
+                if e.span.is_none() { LowerError::at(command.span, e.message) } else { e }
+            })?;
         }
         Ok(state)
     }
@@ -209,7 +210,10 @@ impl Lowering<'_> {
                 for path in paths {
                     let path = self.expand(state, path, span)?;
                     if path.is_empty() {
-                        return Err(LowerError::at(span, "VOLUME specified can not be an empty string"));
+                        return Err(LowerError::at(
+                            span,
+                            "VOLUME specified can not be an empty string",
+                        ));
                     }
                     state.config.volumes.insert(path.clone());
                     expanded.push(path);
@@ -227,7 +231,13 @@ impl Lowering<'_> {
                         }
                     }
                 }
-                state.commit(format!("EXPOSE map[{}]", expanded.iter().map(|p| format!("{p}:{{}}")).collect::<Vec<_>>().join(" ")), false);
+                state.commit(
+                    format!(
+                        "EXPOSE map[{}]",
+                        expanded.iter().map(|p| format!("{p}:{{}}")).collect::<Vec<_>>().join(" ")
+                    ),
+                    false,
+                );
             }
             Instruction::StopSignal { signal } => {
                 let signal = self.expand(state, signal, span)?;
@@ -347,7 +357,9 @@ impl Lowering<'_> {
     ) -> Result<Vec<(String, String)>, LowerError> {
         pairs
             .iter()
-            .map(|kv| Ok((self.expand(state, &kv.key, span)?, self.expand(state, &kv.value, span)?)))
+            .map(|kv| {
+                Ok((self.expand(state, &kv.key, span)?, self.expand(state, &kv.value, span)?))
+            })
             .collect()
     }
 
@@ -449,7 +461,11 @@ impl Lowering<'_> {
     ) -> Result<RunMount, LowerError> {
         let workdir = state.workdir();
         let absolute = |target: &str| -> String {
-            if target.starts_with('/') { clean(target) } else { clean(&format!("/{workdir}/{target}")) }
+            if target.starts_with('/') {
+                clean(target)
+            } else {
+                clean(&format!("/{workdir}/{target}"))
+            }
         };
         let mut out = RunMount {
             kind: mount.kind,
@@ -485,7 +501,9 @@ impl Lowering<'_> {
                 return Ok(out);
             }
             MountType::Ssh => {
-                out.id = Some(mount.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| "default".into()));
+                out.id = Some(
+                    mount.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| "default".into()),
+                );
                 out.target = match &mount.target {
                     Some(target) => absolute(target),
                     None => format!("/run/buildkit/ssh_agent.{ssh_count}"),
@@ -515,7 +533,10 @@ impl Lowering<'_> {
             _ => {
                 out.source = Some(match &mount.from {
                     None => {
-                        self.context_paths.entry("context".into()).or_default().insert(out.source_path.clone());
+                        self.context_paths
+                            .entry("context".into())
+                            .or_default()
+                            .insert(out.source_path.clone());
                         self.context_step("context")
                     }
                     Some(from) => self.source_step(stage, from, &out.source_path, span)?,
@@ -539,7 +560,9 @@ impl Lowering<'_> {
                 None => {
                     return Err(LowerError::at(
                         span,
-                        format!("cannot copy from stage {from:?}, it needs to be defined before current stage"),
+                        format!(
+                            "cannot copy from stage {from:?}, it needs to be defined before current stage"
+                        ),
                     ));
                 }
             },
@@ -582,7 +605,10 @@ impl Lowering<'_> {
             && add.checksum.is_some()
         {
             if sources.len() != 1 {
-                return Err(LowerError::at(span, "checksum can't be specified for multiple sources"));
+                return Err(LowerError::at(
+                    span,
+                    "checksum can't be specified for multiple sources",
+                ));
             }
             if !is_url(&sources[0]) && !is_git(&sources[0]) {
                 return Err(LowerError::at(span, "checksum requires HTTP(S) or Git sources"));
@@ -706,7 +732,8 @@ fn uppercase_keyword(original: &str) -> String {
 fn run_history(args: &[String], build_args: &[(String, Option<String>)], env: &Env) -> String {
     let mut seen: Vec<(String, String)> = Vec::new();
     for (key, value) in build_args {
-        let value = args::get(env, key).map(str::to_string).or_else(|| value.clone()).unwrap_or_default();
+        let value =
+            args::get(env, key).map(str::to_string).or_else(|| value.clone()).unwrap_or_default();
         match seen.iter_mut().find(|(k, _)| k == key) {
             Some(entry) => entry.1 = value,
             None => seen.push((key.clone(), value)),
@@ -773,9 +800,9 @@ fn expose_ports(word: &str) -> Result<Vec<String>, String> {
 }
 
 const SIGNALS: &[&str] = &[
-    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
-    "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
-    "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
 ];
 
 /// STOPSIGNAL takes a signal name (`SIGTERM`, `TERM`, `SIGRTMIN+3`) or number.
@@ -807,7 +834,9 @@ fn check_chmod(mode: &str) -> Result<(), String> {
         };
     }
     for clause in mode.split(',') {
-        let ops_start = clause.find(['+', '-', '=']).ok_or_else(|| format!("invalid chmod parameter: '{mode}'"))?;
+        let ops_start = clause
+            .find(['+', '-', '='])
+            .ok_or_else(|| format!("invalid chmod parameter: '{mode}'"))?;
         let (who, rest) = clause.split_at(ops_start);
         if !who.chars().all(|c| "ugoa".contains(c)) {
             return Err(format!("invalid chmod parameter: '{mode}'"));

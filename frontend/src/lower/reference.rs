@@ -26,11 +26,16 @@ fn grammar() -> &'static Regex {
 /// Checks `reference`'s shape; the error says what is wrong, as Docker words it.
 pub fn validate_reference(reference: &str) -> Result<(), String> {
     if reference.is_empty() {
-        return Err("invalid reference format: repository name must have at least one component".into());
+        return Err(
+            "invalid reference format: repository name must have at least one component".into()
+        );
     }
     if let Some(caps) = grammar().captures(reference) {
         if caps[1].len() > 255 {
-            return Err("invalid reference format: repository name must not be more than 255 characters".into());
+            return Err(
+                "invalid reference format: repository name must not be more than 255 characters"
+                    .into(),
+            );
         }
         return Ok(());
     }
@@ -67,7 +72,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_ones() {
-        for bad in [":latest", "alpine:", "UPPER/x", "a//b", "-a", "a:b:c", "x@sha256:123", "/abs"] {
+        for bad in [":latest", "alpine:", "UPPER/x", "a//b", "-a", "a:b:c", "x@sha256:123", "/abs"]
+        {
             assert!(v(bad).is_err(), "{bad} should be rejected");
         }
         assert_eq!(

@@ -3,9 +3,7 @@
 use super::args::{self, Env};
 use super::dispatch::StageState;
 use super::{ImageResolver, LowerError, LowerOptions, NamedContext, ResolvedImage};
-use crate::graph::{
-    ContextSource, Graph, GraphWarning, ImageConfig, Op, StageResult, Step, StepId, StepMeta,
-};
+use crate::graph::{ContextSource, Graph, GraphWarning, ImageConfig, Op, Step, StepId, StepMeta};
 use crate::instructions::{Command, Dockerfile, Instruction, Stage};
 use crate::platform::Platform;
 use crate::shell::Lexer;
@@ -146,9 +144,9 @@ impl<'a> Lowering<'a> {
                 format!("empty platform value from expression {raw}"),
             ));
         }
-        Platform::parse(&value).map(Some).map_err(|e| {
-            LowerError::at(stage.span, format!("failed to parse platform {raw}: {e}"))
-        })
+        Platform::parse(&value)
+            .map(Some)
+            .map_err(|e| LowerError::at(stage.span, format!("failed to parse platform {raw}: {e}")))
     }
 
     /// The stage `--target` names, or the last one.
@@ -333,16 +331,19 @@ impl<'a> Lowering<'a> {
     }
 
     /// The state a stage starts in: its base's filesystem and config.
-    fn start_stage(&mut self, index: usize, commands: &[Command]) -> Result<StageState, LowerError> {
+    fn start_stage(
+        &mut self,
+        index: usize,
+        commands: &[Command],
+    ) -> Result<StageState, LowerError> {
         let stage = &self.dockerfile.stages[index];
         let platform = self.stage_platform(index);
         let display = stage.display_name();
         let total = commands.iter().filter(|c| c.creates_step()).count();
         match self.bases[index].clone() {
             Base::Stage(base) => {
-                let parent = self.states[base]
-                    .as_ref()
-                    .expect("base stages come first and are reachable");
+                let parent =
+                    self.states[base].as_ref().expect("base stages come first and are reachable");
                 Ok(parent.inherit(display, total))
             }
             Base::Scratch => {
@@ -356,12 +357,15 @@ impl<'a> Lowering<'a> {
             }
             Base::Image(_) => {
                 let resolved = self.resolve_base(index)?.clone();
-                let mut state =
-                    StageState::new(StepId(0), resolved.config, platform.clone(), display, total + 1);
-                let name = state.next_step_name(
-                    self.single_stage,
-                    &format!("FROM {}", resolved.reference),
+                let mut state = StageState::new(
+                    StepId(0),
+                    resolved.config,
+                    platform.clone(),
+                    display,
+                    total + 1,
                 );
+                let name = state
+                    .next_step_name(self.single_stage, &format!("FROM {}", resolved.reference));
                 let root = if resolved.is_empty {
                     self.scratch_step()
                 } else {
@@ -417,7 +421,11 @@ impl<'a> Lowering<'a> {
             exclude_patterns,
             include_paths: Vec::new(),
         });
-        let meta = StepMeta { name: format!("[internal] load build context {name}"), span: None, stage: None };
+        let meta = StepMeta {
+            name: format!("[internal] load build context {name}"),
+            span: None,
+            stage: None,
+        };
         let id = self.push_step(op, meta);
         self.context_steps.insert(name.to_string(), id);
         id
@@ -426,8 +434,11 @@ impl<'a> Lowering<'a> {
     /// Writes each context's collected include paths into its step.
     fn finish_contexts(&mut self) {
         for (name, id) in &self.context_steps {
-            let mut paths: Vec<String> =
-                self.context_paths.get(name).map(|p| p.iter().cloned().collect()).unwrap_or_default();
+            let mut paths: Vec<String> = self
+                .context_paths
+                .get(name)
+                .map(|p| p.iter().cloned().collect())
+                .unwrap_or_default();
             if paths.iter().any(|p| p == "/") {
                 paths = vec!["/".into()];
             }
@@ -452,10 +463,7 @@ impl<'a> Lowering<'a> {
         if !unused.is_empty() {
             let list: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
             self.warnings.push(GraphWarning {
-                message: format!(
-                    "one or more build-args [{}] were not consumed",
-                    list.join(" ")
-                ),
+                message: format!("one or more build-args [{}] were not consumed", list.join(" ")),
                 span: None,
             });
         }
@@ -512,7 +520,10 @@ impl Command {
     pub fn creates_step(&self) -> bool {
         matches!(
             self.instruction,
-            Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir { .. }
+            Instruction::Run(_)
+                | Instruction::Copy(_)
+                | Instruction::Add(_)
+                | Instruction::Workdir { .. }
         )
     }
 }
