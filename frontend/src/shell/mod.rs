@@ -83,6 +83,9 @@ pub enum ShellError {
     /// `${V?message}` / `${V:?message}` on an unset (or, with `:`, empty) variable.
     #[error("{name}: {message}")]
     Required { name: String, message: String },
+    /// More nested `${...}` words than kiln accepts (a guard against stack exhaustion).
+    #[error("substitutions nested more than {limit} levels deep")]
+    TooDeep { limit: usize },
     #[error("invalid pattern ({pattern}) in substitution: {source}")]
     InvalidPattern { pattern: String, source: PatternError },
 }
