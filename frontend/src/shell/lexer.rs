@@ -3,7 +3,9 @@
 //!
 //! Invariants:
 //! - The cursor only moves forward; every loop consumes at least one character per turn, so
-//!   expansion ends on any input. Recursion happens only for a nested `${...}` word.
+//!   expansion ends on any input. Recursion happens only for a nested `${...}` word, at most
+//!   [`MAX_NESTING`] deep (deeper input is an error rather than a stack overflow; BuildKit,
+//!   on Go's growable stacks, has no such limit).
 //! - A word inside `${...}` (default, alternative, message, pattern, replacement) is expanded
 //!   by the same loop, stopping at its delimiter. Pattern-reading forms (`#`, `%`, `/`) keep
 //!   escape characters so the pattern can tell `\*` from `*`; the others drop them. This
@@ -19,6 +21,10 @@ use super::pattern::{self, TrimEnd};
 use super::unicode::{is_digit, is_name_char};
 use super::words::WordSplitter;
 use super::{EnvGetter, Lexer, ShellError};
+
+/// How deeply `${...}` words may nest. Each level costs stack; far beyond any real
+/// Dockerfile, yet small enough for a thread with a small stack.
+pub(super) const MAX_NESTING: usize = 100;
 
 /// The variables a word looked up.
 #[derive(Debug, Default)]
@@ -42,6 +48,7 @@ pub(super) fn expand(
         pos: 0,
         raw_escapes: lexer.raw_escapes,
         nested_words: 0,
+        depth: 0,
         lookups: Lookups::default(),
     };
     let value = expander.read_until(None, lexer.raw_escapes, splitter)?;
@@ -57,6 +64,8 @@ struct Expander<'a> {
     raw_escapes: bool,
     /// How many nested `${...}` words have been read; see the quirk in `words.rs`.
     nested_words: u64,
+    /// How many nested `${...}` words enclose the cursor.
+    depth: usize,
     lookups: Lookups,
 }
 
@@ -181,13 +190,18 @@ impl Expander<'_> {
 
     /// Reads the word inside `${...}` up to `stop`; see the module docs for the error rule.
     fn nested_word(&mut self, stop: char, raw_escapes: bool) -> Result<String, ShellError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ShellError::TooDeep { limit: MAX_NESTING });
+        }
         self.nested_words += 1;
-        self.read_until(Some(stop), raw_escapes, None).map_err(|error| {
-            match (self.at_end(), stop) {
-                (false, _) => error,
-                (true, '/') => ShellError::MissingSlash,
-                (true, _) => ShellError::MissingClosingBrace,
-            }
+        self.depth += 1;
+        let word = self.read_until(Some(stop), raw_escapes, None);
+        self.depth -= 1;
+        word.map_err(|error| match error {
+            ShellError::TooDeep { .. } => error,
+            _ if !self.at_end() => error,
+            _ if stop == '/' => ShellError::MissingSlash,
+            _ => ShellError::MissingClosingBrace,
         })
     }
 

@@ -323,3 +323,13 @@ fn parameters_and_names() {
 fn byte_order_mark_at_start_is_skipped() {
     assert_eq!(word("\u{feff}a\u{feff}", &[]).unwrap().value, "a\u{feff}");
 }
+
+#[test]
+fn nesting_is_bounded() {
+    let limit = super::lexer::MAX_NESTING;
+    let nested = |levels: usize| format!("{}x{}", "\"${A:-".repeat(levels), "}\"".repeat(levels));
+    assert_eq!(word(&nested(limit), &[]).unwrap().value, "x");
+    assert_eq!(fails(&nested(limit + 1), &[]), ShellError::TooDeep { limit });
+    // Far deeper input is an error, not a stack overflow.
+    assert_eq!(fails(&"${A:-".repeat(100_000), &[]), ShellError::TooDeep { limit });
+}
