@@ -30,7 +30,7 @@ pub enum PatternError {
     UnterminatedClass,
     #[error("`\\` at the end escapes nothing")]
     TrailingBackslash,
-    #[error("`{0}` where a character of a `[...]` class is expected (escape it as `\\{0}`)")]
+    #[error("`{0}` where a character of a `[...]` class is expected (a literal `{0}` is `\\{0}`)")]
     MisplacedInClass(char),
     #[error("range `{lo}-{hi}` in a `[...]` class runs backwards")]
     ReversedRange { lo: char, hi: char },
@@ -43,7 +43,7 @@ pub enum PatternError {
     WildcardInClass(char),
     #[error(
         "escape `\\{0}` is not supported: docker hands it to a regular expression, where it does \
-         not mean the character `{0}`"
+         not mean `{0}` (write `{0}` without the `\\`)"
     )]
     UnsupportedEscape(char),
 }

@@ -51,9 +51,9 @@ const PATTERN_CHARS: &[char] = &['*', '[', ']', '?', '^', '\\'];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IgnoreError {
-    #[error("line {line}: exclusion pattern {pattern:?} has nothing after `!`")]
+    #[error("line {line}: `{pattern}` has no pattern after its `!`")]
     EmptyException { line: usize, pattern: String },
-    #[error("line {line}: invalid pattern {pattern:?}: {cause}")]
+    #[error("line {line}: invalid pattern `{pattern}`: {cause}")]
     InvalidPattern { line: usize, pattern: String, cause: PatternError },
     #[error("line {line}: longer than {MAX_LINE_BYTES} bytes")]
     LineTooLong { line: usize },
