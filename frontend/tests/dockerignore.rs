@@ -93,3 +93,104 @@ fn candidates() {
     assert_eq!(ignore_file_candidates("Dockerfile"), ["Dockerfile.dockerignore", ".dockerignore"]);
     assert_eq!(ignore_file_candidates("-"), [".dockerignore"]);
 }
+
+mod properties {
+    use kiln_frontend::dockerignore::IgnoreFile;
+    use proptest::prelude::*;
+
+    /// Lines built from the pieces patterns are made of, so that many of them parse.
+    fn pattern_line() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "a", "b", "ab", "*", "**", "?", "/", "[ab]", "[^a]", "[a-b]", "\\*", ".", "..", "^",
+            "!", " ", "[", "]", "\\", "#", "-", "é",
+        ]);
+        let pieces = prop::collection::vec(piece, 0..6);
+        (prop::bool::weighted(0.4), pieces).prop_map(|(exception, pieces)| {
+            format!("{}{}", if exception { "!" } else { "" }, pieces.concat())
+        })
+    }
+
+    fn ignore_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(pattern_line(), 0..6).prop_map(|lines| lines.join("\n"))
+    }
+
+    /// Valid lines over a small alphabet, so that patterns often match [`path`]s.
+    fn dense_ignore_text() -> impl Strategy<Value = String> {
+        let piece =
+            prop::sample::select(vec!["a", "b", "a/b", "b/a", "*", "**", "/", "?", "[ab]", "[^a]"]);
+        let line = (prop::bool::weighted(0.4), prop::collection::vec(piece, 1..4));
+        let line = line.prop_map(|(exception, pieces)| {
+            format!("{}{}", if exception { "!" } else { "" }, pieces.concat())
+        });
+        prop::collection::vec(line, 1..6).prop_map(|lines| lines.join("\n"))
+    }
+
+    /// Every path of one to three elements named `a`, `b` or `ab`.
+    fn universe() -> Vec<String> {
+        let names = ["a", "b", "ab"];
+        let mut paths: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        for depth in 1..3 {
+            let shorter: Vec<String> =
+                paths.iter().filter(|p| p.matches('/').count() == depth - 1).cloned().collect();
+            for p in shorter {
+                paths.extend(names.iter().map(|n| format!("{p}/{n}")));
+            }
+        }
+        paths
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in any::<String>(), path in any::<String>()) {
+            if let Ok(file) = IgnoreFile::parse(&text) {
+                let _ = file.is_excluded(&path);
+                let _ = file.may_reinclude_within(&path);
+            }
+        }
+
+        #[test]
+        fn pattern_like_text_never_panics(text in ignore_text(), path in any::<String>()) {
+            if let Ok(file) = IgnoreFile::parse(&text) {
+                let _ = file.is_excluded(&path);
+                let _ = file.may_reinclude_within(&path);
+            }
+        }
+
+        /// What a walker relies on: below an excluded directory it may skip, everything is
+        /// excluded. Checked for every pair of paths in a small universe.
+        #[test]
+        fn skipped_directories_hold_only_excluded_paths(text in dense_ignore_text()) {
+            let Ok(file) = IgnoreFile::parse(&text) else { return Ok(()) };
+            let universe = universe();
+            for dir in universe.iter().filter(|d| file.is_excluded(d)) {
+                if file.may_reinclude_within(dir) {
+                    continue;
+                }
+                for below in &universe {
+                    let inside = format!("{dir}/{below}");
+                    prop_assert!(file.is_excluded(&inside), "{} is included", inside);
+                }
+            }
+        }
+
+        /// The canonical text parses back to the same pattern, unless it starts with what a
+        /// line cannot start with (`#` is a comment, whitespace is trimmed).
+        #[test]
+        fn canonical_text_round_trips(text in ignore_text()) {
+            if let Ok(file) = IgnoreFile::parse(&text) {
+                for pattern in file.patterns() {
+                    let shown = pattern.to_string();
+                    if shown.starts_with('#') || pattern.text().starts_with(char::is_whitespace) {
+                        continue;
+                    }
+                    let again = IgnoreFile::parse(&shown).unwrap();
+                    prop_assert_eq!(again.patterns().len(), 1);
+                    prop_assert_eq!(again.patterns()[0].text(), pattern.text());
+                    prop_assert_eq!(again.patterns()[0].is_exception(), pattern.is_exception());
+                }
+            }
+        }
+    }
+}

@@ -168,3 +168,71 @@ pub fn ignore_file_candidates(dockerfile_path: &str) -> Vec<String> {
     }
     vec![format!("{dockerfile_path}.dockerignore"), root]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(file: &IgnoreFile) -> Vec<String> {
+        file.patterns().iter().map(Pattern::to_string).collect()
+    }
+
+    #[test]
+    fn crlf_line_endings() {
+        let file = IgnoreFile::parse("a\r\n!b\r\n#c\r\nd\r").unwrap();
+        assert_eq!(texts(&file), ["a", "!b", "d"]);
+    }
+
+    #[test]
+    fn byte_order_mark_only_at_the_start() {
+        let file = IgnoreFile::parse("\u{feff}#comment\nfoo").unwrap();
+        assert_eq!(texts(&file), ["foo"]);
+        let file = IgnoreFile::parse("x\n\u{feff}y").unwrap();
+        assert_eq!(texts(&file), ["x", "\u{feff}y"]);
+        assert!(file.is_excluded("\u{feff}y") && !file.is_excluded("y"));
+    }
+
+    #[test]
+    fn lines_longer_than_go_reads_are_errors() {
+        let long = |n: usize| "a".repeat(n);
+        assert!(IgnoreFile::parse(&long(MAX_LINE_BYTES)).is_ok());
+        assert!(IgnoreFile::parse(&format!("{}\r\nb", long(MAX_LINE_BYTES - 1))).is_ok());
+        assert_eq!(
+            IgnoreFile::parse(&format!("x\n{}\n", long(MAX_LINE_BYTES + 1))),
+            Err(IgnoreError::LineTooLong { line: 2 })
+        );
+        assert_eq!(
+            IgnoreFile::parse(&format!("{}\r\n", long(MAX_LINE_BYTES))),
+            Err(IgnoreError::LineTooLong { line: 1 })
+        );
+        let with_bom = format!("\u{feff}{}", long(MAX_LINE_BYTES - 2));
+        assert_eq!(IgnoreFile::parse(&with_bom), Err(IgnoreError::LineTooLong { line: 1 }));
+        // Comments count too: Go cannot read past them either.
+        let comment = format!("#{}", long(MAX_LINE_BYTES));
+        assert_eq!(IgnoreFile::parse(&comment), Err(IgnoreError::LineTooLong { line: 1 }));
+    }
+
+    /// `*`, `?` and classes match a newline (Go's `[^/]`); `**` does not (Go's `.`), except
+    /// where Docker matches without a regular expression (a plain prefix or suffix).
+    #[test]
+    fn newlines_in_names() {
+        let file = IgnoreFile::parse("a*\n?b\n").unwrap();
+        assert!(file.is_excluded("a\nx") && file.is_excluded("\nb"));
+        let file = IgnoreFile::parse("?**\n**/*z\n").unwrap();
+        assert!(file.is_excluded("xy") && !file.is_excluded("x\ny"));
+        assert!(file.is_excluded("d/z") && !file.is_excluded("d\ne/z"));
+        let file = IgnoreFile::parse("p**\n**/s\n").unwrap();
+        assert!(file.is_excluded("p\nq") && file.is_excluded("x\ny/s"));
+    }
+
+    #[test]
+    fn paths_are_read_leniently() {
+        let file = IgnoreFile::parse("a/b\n!a/b/keep\n").unwrap();
+        assert!(file.is_excluded("./a//b/"));
+        assert!(!file.is_excluded("a/b/keep/."));
+        assert!(!file.is_excluded("") && !file.is_excluded("."));
+        assert!(file.may_reinclude_within("./a/b/"));
+        assert!(file.may_reinclude_within(""));
+        assert!(!IgnoreFile::parse("a").unwrap().may_reinclude_within(""));
+    }
+}

@@ -171,3 +171,34 @@ impl fmt::Display for Pattern {
         write!(f, "{bang}{}", self.text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn clean_follows_go() {
+        let cases = [
+            ("", "."),
+            (".", "."),
+            ("./", "."),
+            ("a/", "a"),
+            ("a//b", "a/b"),
+            ("a/./b", "a/b"),
+            ("a/../b", "b"),
+            ("a/..", "."),
+            ("../a", "../a"),
+            ("../../a/../b", "../../b"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/..", "/"),
+            ("/../a", "/a"),
+            ("/a/b/../../..", "/"),
+            ("!../x", "!../x"),
+            ("!/", "!"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clean(input), want, "clean({input:?})");
+        }
+    }
+}
