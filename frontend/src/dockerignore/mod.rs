@@ -7,11 +7,11 @@
 //! - **File** ([`IgnoreFile::parse`]): one pattern per line (`\n`, with a `\r` before it
 //!   dropped); a UTF-8 BOM at the start is dropped; a line whose first character is `#` is a
 //!   comment (`  # x` is the pattern `# x`); blank lines are skipped; a line longer than
-//!   65535 bytes is an error, as it is for Go's line scanner. See [`pattern`] for how a line is
+//!   65535 bytes is an error, as it is for Go's line scanner. `pattern.rs` tells how a line is
 //!   trimmed and cleaned (patterns are always relative to the context root: `/a` is `a`).
 //! - **Patterns** ([`Pattern`]): `*`, `?`, `[...]`, `\` escapes and `**`, with the corner cases
-//!   of Docker's translation into regular expressions (see [`glob`]). A pattern matches a path
-//!   from the context root (`foo` does not match `a/foo`; `**/foo` does).
+//!   of Docker's translation into regular expressions (`glob.rs` lists them). A pattern matches
+//!   a path from the context root (`foo` does not match `a/foo`; `**/foo` does).
 //! - **Decision** ([`IgnoreFile::is_excluded`]): the last pattern that matches a path *or one
 //!   of its parent directories* decides; `!` patterns re-include. Like fsutil's walker, the
 //!   decision is made directory by directory from the root, and a pattern counts for a path
@@ -31,8 +31,10 @@
 //!
 //! Known differences from Docker, all in patterns no real file uses: an escaped letter, digit
 //! or non-ASCII character (`\d`, which Docker's regular expression reads as "a digit"), and
-//! `*` or `?` inside `[...]`, are errors here (see [`PatternError`]); a U+FEFF at the start of
-//! a wildcard pattern is a character here, while Docker's scanner drops it.
+//! `*` or `?` inside `[...]`, are errors here (see [`PatternError`]); a pattern Go's regexp
+//! cannot compile (`[z-a]`) is an error at parse time here, while Docker fails only when the
+//! pattern is first consulted (never, if no path reaches it); a U+FEFF at the start of a
+//! wildcard pattern is a character here, while Docker's scanner drops it.
 
 mod glob;
 mod pattern;
@@ -40,7 +42,7 @@ mod pattern;
 pub use glob::PatternError;
 pub use pattern::Pattern;
 
-use pattern::{Line, LineError};
+use pattern::LineError;
 
 /// Longest line Go's `bufio.Scanner` reads with its default buffer (the `\n` not counted).
 const MAX_LINE_BYTES: usize = 65535;
@@ -59,7 +61,8 @@ pub enum IgnoreError {
     LineTooLong { line: usize },
 }
 
-/// The parsed patterns of a `.dockerignore` file, in file order.
+/// The parsed patterns of a `.dockerignore` file, in file order. Files with the same patterns
+/// are equal, whatever their comments, blank lines and spelling (`/a/` and `a`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct IgnoreFile {
     patterns: Vec<Pattern>,
@@ -86,8 +89,8 @@ impl IgnoreFile {
             }
             let pattern = || raw.trim().to_string();
             match Pattern::from_line(raw, line) {
-                Ok(Line::Pattern(parsed)) => patterns.push(parsed),
-                Ok(Line::Nothing) => {}
+                Ok(Some(parsed)) => patterns.push(parsed),
+                Ok(None) => {}
                 Err(LineError::EmptyException) => {
                     return Err(IgnoreError::EmptyException { line, pattern: pattern() });
                 }
@@ -130,9 +133,10 @@ impl IgnoreFile {
 
     /// For an excluded directory: whether a walker must still look inside it because a `!`
     /// pattern might re-include something there. This is fsutil's rule: if every `!` pattern,
-    /// less a trailing `/**` or `/*`, is a plain path, look inside only the directories on the
-    /// way to one of those paths (or beneath it); if any has wildcards, look inside every
-    /// directory. Without `!` patterns, never.
+    /// less a trailing `/**` or `/*`, is a plain path, look inside a directory only when it is
+    /// one of those paths or on the way to one; if any has wildcards (`*?[]^\`), look inside
+    /// every directory; without `!` patterns, never. Skipping is sound: beneath a directory
+    /// this answers `false` for, [`is_excluded`](Self::is_excluded) holds for every path.
     pub fn may_reinclude_within(&self, dir: &str) -> bool {
         let mut exceptions = self.patterns.iter().filter(|p| p.is_exception()).peekable();
         let dir = elements(dir).collect::<Vec<_>>().join("/");
@@ -154,7 +158,9 @@ fn elements(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|e| !e.is_empty() && *e != ".")
 }
 
-/// The ignore files to try for a Dockerfile, in order; the first that exists is used, alone.
+/// The ignore files to try for a Dockerfile, in order; the first that is a regular file is
+/// used, alone, even when empty (an empty `app.Dockerfile.dockerignore` means "exclude nothing",
+/// as with BuildKit's built-in frontend, which reads it with `io.ReadAll`).
 ///
 /// First `<Dockerfile path>.dockerignore`, which sits next to the Dockerfile (resolve it the way
 /// the Dockerfile path is resolved; the Dockerfile need not be inside the context), then
@@ -223,6 +229,15 @@ mod tests {
         assert!(file.is_excluded("d/z") && !file.is_excluded("d\ne/z"));
         let file = IgnoreFile::parse("p**\n**/s\n").unwrap();
         assert!(file.is_excluded("p\nq") && file.is_excluded("x\ny/s"));
+    }
+
+    #[test]
+    fn equality_ignores_spelling_and_comments() {
+        let one = IgnoreFile::parse("# deps\n/node_modules/\n\n! ./keep\n").unwrap();
+        let two = IgnoreFile::parse("node_modules\n!keep").unwrap();
+        assert_eq!(one, two);
+        assert_ne!(two, IgnoreFile::parse("node_modules\nkeep").unwrap());
+        assert_ne!(two, IgnoreFile::parse("!keep\nnode_modules").unwrap());
     }
 
     #[test]
