@@ -17,8 +17,9 @@
 //! Where Docker's translation produces something other than the literal reading, and a user
 //! could not have meant it, parsing fails instead ([`PatternError::UnsupportedEscape`],
 //! [`PatternError::WildcardInClass`]); where the regular expression would not compile at all,
-//! parsing fails as Docker's build does ([`PatternError::ReversedRange`],
-//! [`PatternError::UnknownPosixClass`], [`PatternError::UnterminatedClass`]).
+//! parsing fails ([`PatternError::ReversedRange`], [`PatternError::UnknownPosixClass`],
+//! [`PatternError::UnterminatedClass`]) — Docker fails the build too, though only once the
+//! pattern is first consulted for some path.
 //!
 //! Invariant: [`matches`] runs in time linear in `path length × token count` (a set-of-states
 //! simulation, no backtracking, no recursion), so no pattern or path can make it blow up.
@@ -30,7 +31,7 @@ pub enum PatternError {
     UnterminatedClass,
     #[error("`\\` at the end escapes nothing")]
     TrailingBackslash,
-    #[error("`{0}` where a character of a `[...]` class is expected (escape it as `\\{0}`)")]
+    #[error("`{0}` where a character of a `[...]` class is expected (a literal `{0}` is `\\{0}`)")]
     MisplacedInClass(char),
     #[error("range `{lo}-{hi}` in a `[...]` class runs backwards")]
     ReversedRange { lo: char, hi: char },
@@ -43,13 +44,13 @@ pub enum PatternError {
     WildcardInClass(char),
     #[error(
         "escape `\\{0}` is not supported: docker hands it to a regular expression, where it does \
-         not mean the character `{0}`"
+         not mean `{0}` (write `{0}` without the `\\`)"
     )]
     UnsupportedEscape(char),
 }
 
 /// One step of a wildcard pattern, as Docker's regular expression reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub(super) enum Token {
     Literal(char),
     /// `?`: one character other than `/`.
@@ -66,13 +67,13 @@ pub(super) enum Token {
     TextStart,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub(super) struct Class {
     negated: bool,
     items: Vec<ClassItem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 enum ClassItem {
     Range(char, char),
     /// `[:name:]` (or `[:^name:]` when `negated`); `name` is one of [`POSIX_CLASSES`].

@@ -7,11 +7,11 @@
 //! - **File** ([`IgnoreFile::parse`]): one pattern per line (`\n`, with a `\r` before it
 //!   dropped); a UTF-8 BOM at the start is dropped; a line whose first character is `#` is a
 //!   comment (`  # x` is the pattern `# x`); blank lines are skipped; a line longer than
-//!   65535 bytes is an error, as it is for Go's line scanner. See [`pattern`] for how a line is
+//!   65535 bytes is an error, as it is for Go's line scanner. `pattern.rs` tells how a line is
 //!   trimmed and cleaned (patterns are always relative to the context root: `/a` is `a`).
 //! - **Patterns** ([`Pattern`]): `*`, `?`, `[...]`, `\` escapes and `**`, with the corner cases
-//!   of Docker's translation into regular expressions (see [`glob`]). A pattern matches a path
-//!   from the context root (`foo` does not match `a/foo`; `**/foo` does).
+//!   of Docker's translation into regular expressions (`glob.rs` lists them). A pattern matches
+//!   a path from the context root (`foo` does not match `a/foo`; `**/foo` does).
 //! - **Decision** ([`IgnoreFile::is_excluded`]): the last pattern that matches a path *or one
 //!   of its parent directories* decides; `!` patterns re-include. Like fsutil's walker, the
 //!   decision is made directory by directory from the root, and a pattern counts for a path
@@ -31,8 +31,10 @@
 //!
 //! Known differences from Docker, all in patterns no real file uses: an escaped letter, digit
 //! or non-ASCII character (`\d`, which Docker's regular expression reads as "a digit"), and
-//! `*` or `?` inside `[...]`, are errors here (see [`PatternError`]); a U+FEFF at the start of
-//! a wildcard pattern is a character here, while Docker's scanner drops it.
+//! `*` or `?` inside `[...]`, are errors here (see [`PatternError`]); a pattern Go's regexp
+//! cannot compile (`[z-a]`) is an error at parse time here, while Docker fails only when the
+//! pattern is first consulted (never, if no path reaches it); a U+FEFF at the start of a
+//! wildcard pattern is a character here, while Docker's scanner drops it.
 
 mod glob;
 mod pattern;
@@ -40,7 +42,7 @@ mod pattern;
 pub use glob::PatternError;
 pub use pattern::Pattern;
 
-use pattern::{Line, LineError};
+use pattern::LineError;
 
 /// Longest line Go's `bufio.Scanner` reads with its default buffer (the `\n` not counted).
 const MAX_LINE_BYTES: usize = 65535;
@@ -51,15 +53,16 @@ const PATTERN_CHARS: &[char] = &['*', '[', ']', '?', '^', '\\'];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IgnoreError {
-    #[error("line {line}: exclusion pattern {pattern:?} has nothing after `!`")]
+    #[error("line {line}: `{pattern}` has no pattern after its `!`")]
     EmptyException { line: usize, pattern: String },
-    #[error("line {line}: invalid pattern {pattern:?}: {cause}")]
+    #[error("line {line}: invalid pattern `{pattern}`: {cause}")]
     InvalidPattern { line: usize, pattern: String, cause: PatternError },
     #[error("line {line}: longer than {MAX_LINE_BYTES} bytes")]
     LineTooLong { line: usize },
 }
 
-/// The parsed patterns of a `.dockerignore` file, in file order.
+/// The parsed patterns of a `.dockerignore` file, in file order. Files with the same patterns
+/// are equal, whatever their comments, blank lines and spelling (`/a/` and `a`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct IgnoreFile {
     patterns: Vec<Pattern>,
@@ -86,8 +89,8 @@ impl IgnoreFile {
             }
             let pattern = || raw.trim().to_string();
             match Pattern::from_line(raw, line) {
-                Ok(Line::Pattern(parsed)) => patterns.push(parsed),
-                Ok(Line::Nothing) => {}
+                Ok(Some(parsed)) => patterns.push(parsed),
+                Ok(None) => {}
                 Err(LineError::EmptyException) => {
                     return Err(IgnoreError::EmptyException { line, pattern: pattern() });
                 }
@@ -130,9 +133,10 @@ impl IgnoreFile {
 
     /// For an excluded directory: whether a walker must still look inside it because a `!`
     /// pattern might re-include something there. This is fsutil's rule: if every `!` pattern,
-    /// less a trailing `/**` or `/*`, is a plain path, look inside only the directories on the
-    /// way to one of those paths (or beneath it); if any has wildcards, look inside every
-    /// directory. Without `!` patterns, never.
+    /// less a trailing `/**` or `/*`, is a plain path, look inside a directory only when it is
+    /// one of those paths or on the way to one; if any has wildcards (`*?[]^\`), look inside
+    /// every directory; without `!` patterns, never. Skipping is sound: beneath a directory
+    /// this answers `false` for, [`is_excluded`](Self::is_excluded) holds for every path.
     pub fn may_reinclude_within(&self, dir: &str) -> bool {
         let mut exceptions = self.patterns.iter().filter(|p| p.is_exception()).peekable();
         let dir = elements(dir).collect::<Vec<_>>().join("/");
@@ -154,7 +158,9 @@ fn elements(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|e| !e.is_empty() && *e != ".")
 }
 
-/// The ignore files to try for a Dockerfile, in order; the first that exists is used, alone.
+/// The ignore files to try for a Dockerfile, in order; the first that is a regular file is
+/// used, alone, even when empty (an empty `app.Dockerfile.dockerignore` means "exclude nothing",
+/// as with BuildKit's built-in frontend, which reads it with `io.ReadAll`).
 ///
 /// First `<Dockerfile path>.dockerignore`, which sits next to the Dockerfile (resolve it the way
 /// the Dockerfile path is resolved; the Dockerfile need not be inside the context), then
@@ -167,4 +173,81 @@ pub fn ignore_file_candidates(dockerfile_path: &str) -> Vec<String> {
         return vec![root];
     }
     vec![format!("{dockerfile_path}.dockerignore"), root]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(file: &IgnoreFile) -> Vec<String> {
+        file.patterns().iter().map(Pattern::to_string).collect()
+    }
+
+    #[test]
+    fn crlf_line_endings() {
+        let file = IgnoreFile::parse("a\r\n!b\r\n#c\r\nd\r").unwrap();
+        assert_eq!(texts(&file), ["a", "!b", "d"]);
+    }
+
+    #[test]
+    fn byte_order_mark_only_at_the_start() {
+        let file = IgnoreFile::parse("\u{feff}#comment\nfoo").unwrap();
+        assert_eq!(texts(&file), ["foo"]);
+        let file = IgnoreFile::parse("x\n\u{feff}y").unwrap();
+        assert_eq!(texts(&file), ["x", "\u{feff}y"]);
+        assert!(file.is_excluded("\u{feff}y") && !file.is_excluded("y"));
+    }
+
+    #[test]
+    fn lines_longer_than_go_reads_are_errors() {
+        let long = |n: usize| "a".repeat(n);
+        assert!(IgnoreFile::parse(&long(MAX_LINE_BYTES)).is_ok());
+        assert!(IgnoreFile::parse(&format!("{}\r\nb", long(MAX_LINE_BYTES - 1))).is_ok());
+        assert_eq!(
+            IgnoreFile::parse(&format!("x\n{}\n", long(MAX_LINE_BYTES + 1))),
+            Err(IgnoreError::LineTooLong { line: 2 })
+        );
+        assert_eq!(
+            IgnoreFile::parse(&format!("{}\r\n", long(MAX_LINE_BYTES))),
+            Err(IgnoreError::LineTooLong { line: 1 })
+        );
+        let with_bom = format!("\u{feff}{}", long(MAX_LINE_BYTES - 2));
+        assert_eq!(IgnoreFile::parse(&with_bom), Err(IgnoreError::LineTooLong { line: 1 }));
+        // Comments count too: Go cannot read past them either.
+        let comment = format!("#{}", long(MAX_LINE_BYTES));
+        assert_eq!(IgnoreFile::parse(&comment), Err(IgnoreError::LineTooLong { line: 1 }));
+    }
+
+    /// `*`, `?` and classes match a newline (Go's `[^/]`); `**` does not (Go's `.`), except
+    /// where Docker matches without a regular expression (a plain prefix or suffix).
+    #[test]
+    fn newlines_in_names() {
+        let file = IgnoreFile::parse("a*\n?b\n").unwrap();
+        assert!(file.is_excluded("a\nx") && file.is_excluded("\nb"));
+        let file = IgnoreFile::parse("?**\n**/*z\n").unwrap();
+        assert!(file.is_excluded("xy") && !file.is_excluded("x\ny"));
+        assert!(file.is_excluded("d/z") && !file.is_excluded("d\ne/z"));
+        let file = IgnoreFile::parse("p**\n**/s\n").unwrap();
+        assert!(file.is_excluded("p\nq") && file.is_excluded("x\ny/s"));
+    }
+
+    #[test]
+    fn equality_ignores_spelling_and_comments() {
+        let one = IgnoreFile::parse("# deps\n/node_modules/\n\n! ./keep\n").unwrap();
+        let two = IgnoreFile::parse("node_modules\n!keep").unwrap();
+        assert_eq!(one, two);
+        assert_ne!(two, IgnoreFile::parse("node_modules\nkeep").unwrap());
+        assert_ne!(two, IgnoreFile::parse("!keep\nnode_modules").unwrap());
+    }
+
+    #[test]
+    fn paths_are_read_leniently() {
+        let file = IgnoreFile::parse("a/b\n!a/b/keep\n").unwrap();
+        assert!(file.is_excluded("./a//b/"));
+        assert!(!file.is_excluded("a/b/keep/."));
+        assert!(!file.is_excluded("") && !file.is_excluded("."));
+        assert!(file.may_reinclude_within("./a/b/"));
+        assert!(file.may_reinclude_within(""));
+        assert!(!IgnoreFile::parse("a").unwrap().may_reinclude_within(""));
+    }
 }

@@ -9,7 +9,8 @@
 //!    `foo` and a lone `!/` is an error — and then the `!` is split off.
 //!
 //! Invariants of a [`Pattern`]: its [`text`](Pattern::text) passed Go's `filepath.Match` syntax
-//! check and compiled; it never starts with `!` unless the line had two.
+//! check and compiled; it starts with `!` only when the line had two. Two patterns are equal
+//! (and hash alike) when their canonical text is, whatever lines they came from.
 //!
 //! Like Docker, a pattern matches in one of four ways, decided by where its wildcards are:
 //! none at all — the path equals the text; only a final `**` — the path starts with the text
@@ -20,15 +21,30 @@
 use super::glob::{self, PatternError, Token};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Pattern {
     text: String,
     exception: bool,
     line: usize,
+    /// Derived from `text`, so left out of equality.
     matcher: Matcher,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        (self.exception, &self.text) == (other.exception, &other.text)
+    }
+}
+
+impl Eq for Pattern {}
+
+impl std::hash::Hash for Pattern {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.exception, &self.text).hash(state);
+    }
+}
+
+#[derive(Debug, Clone)]
 enum Matcher {
     Exact,
     /// The text before the final `**`.
@@ -36,12 +52,6 @@ enum Matcher {
     /// The text after the leading `**`.
     Suffix(String),
     Glob(Vec<Token>),
-}
-
-/// What one line of the file holds.
-pub(super) enum Line {
-    Pattern(Pattern),
-    Nothing,
 }
 
 /// Why a line is not a valid pattern (the caller adds the line number).
@@ -78,13 +88,13 @@ impl Pattern {
         }
     }
 
-    /// Parses one line that is neither a comment nor blank once trimmed.
-    pub(super) fn from_line(raw: &str, line: usize) -> Result<Line, LineError> {
-        let Some(spec) = read_all_form(raw) else { return Ok(Line::Nothing) };
+    /// Parses one line that is not a comment; `None` when it holds no pattern.
+    pub(super) fn from_line(raw: &str, line: usize) -> Result<Option<Pattern>, LineError> {
+        let Some(spec) = read_all_form(raw) else { return Ok(None) };
         // patternmatcher.New: trim and clean again, then split off the `!`.
         let spec = spec.trim();
         if spec.is_empty() {
-            return Ok(Line::Nothing);
+            return Ok(None);
         }
         let spec = clean(spec);
         let (exception, text) = match spec.strip_prefix('!') {
@@ -94,7 +104,7 @@ impl Pattern {
         };
         glob::check_match_syntax(text).map_err(LineError::Invalid)?;
         let matcher = Matcher::for_text(text).map_err(LineError::Invalid)?;
-        Ok(Line::Pattern(Pattern { text: text.to_string(), exception, line, matcher }))
+        Ok(Some(Pattern { text: text.to_string(), exception, line, matcher }))
     }
 }
 
@@ -169,5 +179,36 @@ impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bang = if self.exception { "!" } else { "" };
         write!(f, "{bang}{}", self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn clean_follows_go() {
+        let cases = [
+            ("", "."),
+            (".", "."),
+            ("./", "."),
+            ("a/", "a"),
+            ("a//b", "a/b"),
+            ("a/./b", "a/b"),
+            ("a/../b", "b"),
+            ("a/..", "."),
+            ("../a", "../a"),
+            ("../../a/../b", "../../b"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/..", "/"),
+            ("/../a", "/a"),
+            ("/a/b/../../..", "/"),
+            ("!../x", "!../x"),
+            ("!/", "!"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clean(input), want, "clean({input:?})");
+        }
     }
 }
