@@ -387,4 +387,43 @@ mod tests {
         assert_eq!(root.blobs().read_bytes(&expected).unwrap(), big_payload());
         assert_eq!(tmp_entries(&root), 0);
     }
+
+    /// Run by `crash_mid_write_leaves_only_a_stale_temp_file` in a child process.
+    #[test]
+    #[ignore = "helper: run in a child process by crash_mid_write_leaves_only_a_stale_temp_file"]
+    fn child_process_dies_mid_write() {
+        let path = std::env::var_os("KILN_CACHE_TEST_ROOT").expect("KILN_CACHE_TEST_ROOT");
+        let root = Root::open(path).unwrap();
+        let mut writer = root.blobs().writer().unwrap();
+        writer.write_all(&big_payload()[..500_000]).unwrap();
+        writer.flush().unwrap();
+        // Dies without running destructors, as a crash would (abort could leave a core file).
+        std::process::exit(3);
+    }
+
+    #[test]
+    fn crash_mid_write_leaves_only_a_stale_temp_file() {
+        let (dir, root) = root();
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "blobs::tests::child_process_dies_mid_write", "--ignored", "--quiet"])
+            .env("KILN_CACHE_TEST_ROOT", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(3), "the child died mid-write");
+        assert_eq!(root.blobs().list().unwrap().0, vec![], "no blob under a final name");
+        let leftovers: Vec<PathBuf> =
+            fs::read_dir(root.path().join("tmp")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(leftovers.len(), 1);
+        assert_eq!(fs::metadata(&leftovers[0]).unwrap().len(), 500_000);
+        // Young leftovers are kept (their writer might just have created them)...
+        Root::open(dir.path()).unwrap();
+        assert!(leftovers[0].exists());
+        // ...old ones whose writer is gone (lock released) are removed on open.
+        let old = std::time::SystemTime::now() - fsutil::STALE_AFTER * 2;
+        File::options().write(true).open(&leftovers[0]).unwrap().set_modified(old).unwrap();
+        Root::open(dir.path()).unwrap();
+        assert!(!leftovers[0].exists());
+    }
 }

@@ -70,20 +70,28 @@ impl Drop for TempDir {
     }
 }
 
-/// Writes `bytes` to `dest` atomically: temp file in `tmp`, fsync, rename, fsync dir.
-pub(crate) fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+/// A temp file holding `bytes`, fsynced, mode 0644 (metadata other tools may read).
+fn synced_temp_file(tmp: &Path, bytes: &[u8]) -> Result<NamedTempFile> {
     let mut file = temp_file(tmp, "write-")?;
     file.write_all(bytes).at("write", file.path())?;
+    file.as_file().set_permissions(fs::Permissions::from_mode(0o644)).at("chmod", file.path())?;
     file.as_file().sync_all().at("fsync", file.path())?;
+    Ok(file)
+}
+
+/// Writes `bytes` to `dest` atomically: temp file in `tmp`, fsync, rename, fsync dir.
+pub(crate) fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let file = synced_temp_file(tmp, bytes)?;
     file.persist(dest).map_err(|err| err.error).at("rename into place", dest)?;
     sync_parent(dest)
 }
 
 /// Like [`write_atomic`] but never replaces an existing `dest`. Returns whether it wrote.
 pub(crate) fn write_new_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<bool> {
-    let mut file = temp_file(tmp, "write-")?;
-    file.write_all(bytes).at("write", file.path())?;
-    file.as_file().sync_all().at("fsync", file.path())?;
+    if fs::symlink_metadata(dest).is_ok() {
+        return Ok(false);
+    }
+    let file = synced_temp_file(tmp, bytes)?;
     match file.persist_noclobber(dest) {
         Ok(_) => {
             sync_parent(dest)?;
@@ -256,6 +264,32 @@ mod tests {
         let held_dir_path = held_dir.path().to_path_buf();
         drop(held_dir);
         assert!(!held_dir_path.exists(), "a dropped temp dir removes itself");
+    }
+
+    #[test]
+    fn make_tree_writable_opens_up_every_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("top");
+        fs::create_dir_all(top.join("a/b/c")).unwrap();
+        for (path, mode) in [("a/b/c", 0o000), ("a/b", 0o500), ("a", 0o000), ("", 0o555)] {
+            fs::set_permissions(top.join(path), fs::Permissions::from_mode(mode)).unwrap();
+        }
+        make_tree_writable(&top);
+        for path in ["", "a", "a/b", "a/b/c"] {
+            let mode = fs::metadata(top.join(path)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{path}");
+        }
+    }
+
+    #[test]
+    fn atomic_writes_are_world_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), &dir.path().join("f"), b"x").unwrap();
+        write_new_atomic(dir.path(), &dir.path().join("g"), b"x").unwrap();
+        for name in ["f", "g"] {
+            let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "{name}");
+        }
     }
 
     #[test]

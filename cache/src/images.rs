@@ -50,7 +50,8 @@ impl ImageStore {
 
     /// Points `reference` at `manifest` (replacing what it pointed at). The manifest blob
     /// must be in the store with the descriptor's size. The descriptor's other annotations
-    /// are kept; its ref-name annotation is set to `reference`.
+    /// are kept; its ref-name annotation is set to `reference`. Takes a lease, so it must not
+    /// be called while this process holds the exclusive root lock.
     pub fn tag(&self, reference: &str, manifest: Descriptor) -> Result<()> {
         check_reference(reference)?;
         let digest = Digest::try_from(manifest.digest())?;

@@ -113,24 +113,16 @@ impl Snapshots {
         if fs::symlink_metadata(&path).is_err() {
             return Ok(false);
         }
-        // Move it out of view atomically (onto a fresh empty temp directory), then delete.
-        let grave = tempfile::Builder::new()
-            .prefix("remove-")
-            .tempdir_in(&self.root.paths().tmp)
-            .at("create temp directory in", &self.root.paths().tmp)?
-            .keep();
-        match fs::rename(&path, &grave) {
+        // Move it out of view atomically into a locked temp directory (so no concurrent
+        // cleaner touches it), then delete it there.
+        let grave = fsutil::temp_dir(&self.root.paths().tmp, "remove-")?;
+        match fs::rename(&path, grave.path().join("tree")) {
             Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                fsutil::remove_tree(&grave)?;
-                return Ok(false);
-            }
-            Err(err) => {
-                fsutil::remove_tree(&grave)?;
-                return Err(err).at("move out of the store", &path);
-            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(err).at("move out of the store", &path),
         }
-        fsutil::remove_tree(&grave)?;
+        fsutil::remove_tree(grave.path())?;
+        grave.keep();
         Ok(true)
     }
 
@@ -159,7 +151,8 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    /// The directory to fill.
+    /// The directory to fill. It is created with mode 0700; set the mode the tree's root
+    /// should have before committing.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
