@@ -4,11 +4,13 @@
 //! before doing any work. Errors reach [`main`] as `anyhow::Error` and become exit code 1
 //! (clap's usage errors keep clap's exit code 2).
 
+mod cache;
 mod debug;
 mod diagnostic;
 mod plan;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -18,6 +20,11 @@ use std::process::ExitCode;
     about = "Daemonless, rootless, Dockerfile-compatible image builder"
 )]
 pub struct Cli {
+    /// State root: image store and build cache [default: /var/lib/kiln as root, else
+    /// $XDG_DATA_HOME/kiln or ~/.local/share/kiln]
+    #[arg(long, global = true, env = "KILN_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +34,9 @@ enum Command {
     /// Inspect how kiln reads a Dockerfile
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// Manage the build cache and store: du, prune, verify
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 /// Entry point of the `kiln` binary.
@@ -34,6 +44,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Debug(cmd) => debug::run(cmd),
+        Command::Cache(cmd) => cache::run(cmd, cli.root.as_deref()),
     };
     match result {
         Ok(code) => code,
