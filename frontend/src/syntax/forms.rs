@@ -18,7 +18,7 @@
 //! arguments keep quotes and escapes, except JSON strings, which are decoded.
 
 use super::error::ArgumentError;
-use super::flags::{is_separator, split_command};
+use super::flags::{is_byte_blank, is_separator, split_command};
 use super::json_array::{JsonArray, parse_json_array};
 use super::node::Node;
 use crate::Span;
@@ -108,14 +108,15 @@ fn maybe_json_list(rest: &str) -> Result<Arguments, ArgumentError> {
     }
 }
 
-/// `HEALTHCHECK NONE` / `HEALTHCHECK CMD ...`: the first word, then a command.
+/// `HEALTHCHECK NONE` / `HEALTHCHECK CMD ...`: the first word, then a command. BuildKit finds
+/// the word's end byte by byte: only ASCII blanks count (see [`super::flags`]).
 fn health_config(rest: &str) -> Result<Arguments, ArgumentError> {
-    let first_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let first_end = rest.find(is_byte_blank).unwrap_or(rest.len());
     if first_end == 0 {
         return Ok(Arguments::default());
     }
     let (kind, command) = rest.split_at(first_end);
-    let mut arguments = maybe_json(command.trim_start())?;
+    let mut arguments = maybe_json(command.trim_start_matches(is_byte_blank))?;
     arguments.args.insert(0, kind.to_string());
     Ok(arguments)
 }
@@ -270,6 +271,7 @@ mod tests {
         assert_eq!(node("ARG a b=2").args, ["a", "b=2"]);
         assert_eq!(node("HEALTHCHECK CMD [\"x\"]").args, ["CMD", "x"]);
         assert_eq!(node("HEALTHCHECK NONE").args, ["NONE"]);
+        assert_eq!(node("HEALTHCHECK CMD \u{a0}x").args, ["CMD", "\u{a0}x"]);
         assert_eq!(node("Bogus x y").args, [""]);
         assert_eq!(node("Bogus").cmd, "bogus");
         assert_eq!(node("CMD").args, Vec::<String>::new());
