@@ -250,3 +250,23 @@ fn real_world_dockerfiles_parse() {
     assert_eq!(files.len(), 269, "the real-world corpus has 269 Dockerfiles");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn the_oracle_comparison_sees_differences() {
+    let ours = to_oracle_json(&kiln_frontend::syntax::parse("FROM a\nONBUILD RUN <<EOF\nx\nEOF\n"));
+    assert_eq!(oracle_difference(&ours, &ours), None);
+    let edits: [(&str, Value); 4] = [
+        ("/instructions/0/args/0", Value::from("b")),
+        ("/instructions/1/sub/cmd", Value::from("copy")),
+        ("/instructions/1/heredocs/0/content", Value::from("y\n")),
+        ("/instructions/1/end_line", Value::from(3)),
+    ];
+    for (pointer, value) in edits {
+        let mut changed = ours.clone();
+        *changed.pointer_mut(pointer).expect(pointer) = value;
+        assert!(oracle_difference(&changed, &ours).is_some(), "{pointer} not compared");
+    }
+    let mut without_sub = ours.clone();
+    without_sub["instructions"][1].as_object_mut().unwrap().remove("sub");
+    assert!(oracle_difference(&without_sub, &ours).is_some());
+}
