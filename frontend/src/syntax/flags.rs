@@ -80,9 +80,9 @@ fn extract_flags(text: &str, escape: char) -> (&str, Vec<String>) {
             }
             phase = Phase::Word;
         }
+        // The block above leaves the phase at Word or Quoted.
         match phase {
-            Phase::Spaces => unreachable!("handled above"),
-            Phase::Word => {
+            Phase::Spaces | Phase::Word => {
                 if is_byte_blank(c) {
                     phase = Phase::Spaces;
                     if word == "--" {
