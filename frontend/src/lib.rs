@@ -17,7 +17,7 @@
 //! 4. [`lower`] — stages → [`graph::Graph`] of [`graph::Step`]s for the target, with ARG
 //!    scoping, stage pruning, ONBUILD triggers and `.dockerignore` selection.
 //!
-//! ```ignore
+//! ```
 //! let tree = kiln_frontend::syntax::parse("FROM busybox\nRUN echo hi\n").unwrap();
 //! assert_eq!(tree.nodes[1].cmd, "run");
 //! assert_eq!(tree.nodes[1].args, ["echo hi"]);

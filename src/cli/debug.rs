@@ -1,7 +1,11 @@
 //! `kiln debug ...`: print what the frontend makes of its inputs.
 
+use anyhow::Context;
 use clap::Subcommand;
 use kiln_frontend::platform::Platform;
+use kiln_frontend::syntax::{self, SyntaxError};
+use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -13,6 +17,15 @@ pub enum DebugCommand {
     },
     /// Print the build graph of a Dockerfile as JSON (base images are not looked up)
     Plan(super::plan::PlanArgs),
+    /// Print a Dockerfile's syntax tree as BuildKit's parser sees it
+    Parse {
+        /// Print the conformance JSON (`ok`, `error`, `escape`, `warnings`, `instructions`)
+        /// instead of BuildKit's dump lines
+        #[arg(long)]
+        json: bool,
+        /// The Dockerfile (`-` reads standard input)
+        file: PathBuf,
+    },
 }
 
 pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
@@ -26,5 +39,48 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DebugCommand::Plan(args) => super::plan::run(args),
+        DebugCommand::Parse { json, file } => parse(&file, json),
     }
+}
+
+/// `kiln debug parse`: exit 0 when the file parses, 1 (with the error) when it does not.
+fn parse(file: &PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let (name, bytes) = if file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).context("reading the Dockerfile from stdin")?;
+        ("<stdin>".to_string(), bytes)
+    } else {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        (file.display().to_string(), bytes)
+    };
+    let result = syntax::parse_bytes(&bytes);
+
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = syntax::to_oracle_json(&result);
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        writeln!(out)?;
+        if let Err(err) = &result {
+            eprintln!("error: {}", located(&name, err));
+            return Ok(ExitCode::FAILURE);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match result {
+        Ok(tree) => {
+            for warning in &tree.warnings {
+                eprintln!("warning: {name}: {}: {}", warning.span, warning.message);
+            }
+            for node in &tree.nodes {
+                writeln!(out, "{}", syntax::dump(node))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => Err(anyhow::anyhow!(located(&name, &err))),
+    }
+}
+
+/// `FILE: line N: message`.
+fn located(name: &str, err: &SyntaxError) -> String {
+    format!("{name}: {}: {err}", err.span())
 }

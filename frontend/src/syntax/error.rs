@@ -68,4 +68,9 @@ pub enum ArgumentError {
     /// `ENV a=1 b`: a word without `=` in the `name=value` form.
     #[error("syntax error - can't find = in {word:?}, must be of the form: name=value")]
     MissingEquals { word: String },
+
+    /// `ONBUILD ONBUILD ...` beyond any sensible depth (BuildKit refuses even two levels when
+    /// it types the instructions; the limit keeps parsing free of deep recursion).
+    #[error("onbuild instructions nested more than {limit} deep")]
+    OnbuildTooDeep { limit: usize },
 }

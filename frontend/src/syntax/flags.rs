@@ -10,12 +10,24 @@
 //!   character literally (and is removed), so `--mount=source="a b"` is one flag
 //!   `--mount=source=a b`.
 //!
+//! BuildKit scans flags byte by byte. For ASCII text that is the same as scanning characters
+//! with ASCII whitespace as blanks, which is what this module does ([`is_byte_blank`]). Where
+//! they part: BuildKit turns non-ASCII text inside a flag into Latin-1 mojibake (`é` becomes
+//! `Ã©`) and splits words inside characters whose UTF-8 encoding holds the bytes 0x85 or
+//! 0xA0; here non-ASCII characters stay intact and are never blanks.
+//!
 //! Invariant: the returned arguments are trimmed of surrounding whitespace.
 
 /// Blanks that separate words in BuildKit's whitespace-split forms (no newline: lines have
 /// none).
 pub fn is_separator(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\x0b' | '\x0c' | '\r')
+}
+
+/// Whitespace as BuildKit's byte-wise scans see it, for ASCII characters: space, `\t`,
+/// `\n`, `\v`, `\f`, `\r`.
+pub fn is_byte_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
 }
 
 /// A logical line taken apart: keyword as written, flags, trimmed arguments.
@@ -59,7 +71,7 @@ fn extract_flags(text: &str, escape: char) -> (&str, Vec<String>) {
         let is_last = i + 1 == chars.len();
         i += 1;
         if phase == Phase::Spaces {
-            if c.is_whitespace() {
+            if is_byte_blank(c) {
                 continue;
             }
             let starts_flag = c == '-' && chars.get(i).is_some_and(|&(_, next)| next == '-');
@@ -68,10 +80,10 @@ fn extract_flags(text: &str, escape: char) -> (&str, Vec<String>) {
             }
             phase = Phase::Word;
         }
+        // The block above leaves the phase at Word or Quoted.
         match phase {
-            Phase::Spaces => unreachable!("handled above"),
-            Phase::Word => {
-                if c.is_whitespace() {
+            Phase::Spaces | Phase::Word => {
+                if is_byte_blank(c) {
                     phase = Phase::Spaces;
                     if word == "--" {
                         return (&text[at..], flags);
@@ -160,5 +172,7 @@ mod tests {
         assert_eq!(split(r#"RUN --a="" x"#).1, owned(&["--a="]));
         assert_eq!(split(r#"RUN --a='x \' y' z"#).1, owned(&["--a=x ' y"]));
         assert_eq!(split(r#"RUN --a="unterminated"#).1, owned(&["--a=unterminated"]));
+        assert_eq!(split("RUN \u{a0}--a b"), ("RUN".into(), vec![], "--a b".into()));
+        assert_eq!(split("RUN --a=é\u{a0} b").1, owned(&["--a=é\u{a0}"]));
     }
 }

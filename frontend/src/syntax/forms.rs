@@ -15,13 +15,19 @@
 //! | anything else | no arguments but one empty string (errors come later, at dispatch) |
 //!
 //! Invariants: an empty argument text yields no arguments (except for unknown keywords);
-//! arguments keep quotes and escapes, except JSON strings, which are decoded.
+//! arguments keep quotes and escapes, except JSON strings, which are decoded; ONBUILD nests
+//! at most [`MAX_ONBUILD_NESTING`] levels.
 
 use super::error::ArgumentError;
-use super::flags::{is_separator, split_command};
+use super::flags::{is_byte_blank, is_separator, split_command};
 use super::json_array::{JsonArray, parse_json_array};
 use super::node::Node;
 use crate::Span;
+
+/// How many ONBUILD keywords may precede an instruction. BuildKit's parser has no limit, but
+/// its next stage refuses `ONBUILD ONBUILD`; the limit bounds recursion here and in every
+/// consumer of [`Node::sub`].
+pub const MAX_ONBUILD_NESTING: usize = 16;
 
 /// The arguments of an instruction as its form splits them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,6 +45,11 @@ impl Arguments {
 
 /// Builds the node of one logical line (no lines, no heredocs yet).
 pub fn node_from_line(line: &str, escape: char) -> Result<Node, ArgumentError> {
+    node_at_depth(line, escape, 0)
+}
+
+/// [`node_from_line`] for a line under `depth` ONBUILD keywords.
+fn node_at_depth(line: &str, escape: char, depth: usize) -> Result<Node, ArgumentError> {
     let parts = split_command(line, escape);
     let cmd = go_lowercase(parts.keyword);
     let rest = parts.args;
@@ -51,7 +62,7 @@ pub fn node_from_line(line: &str, escape: char) -> Result<Node, ArgumentError> {
         "label" => name_values(rest, "label", escape)?,
         "arg" => Arguments::plain(words(rest, escape)),
         "healthcheck" => health_config(rest)?,
-        "onbuild" => sub_command(rest, escape)?,
+        "onbuild" => sub_command(rest, escape, depth)?,
         _ => Arguments::plain(vec![String::new()]),
     };
     Ok(Node {
@@ -108,24 +119,28 @@ fn maybe_json_list(rest: &str) -> Result<Arguments, ArgumentError> {
     }
 }
 
-/// `HEALTHCHECK NONE` / `HEALTHCHECK CMD ...`: the first word, then a command.
+/// `HEALTHCHECK NONE` / `HEALTHCHECK CMD ...`: the first word, then a command. BuildKit finds
+/// the word's end byte by byte: only ASCII blanks count (see [`super::flags`]).
 fn health_config(rest: &str) -> Result<Arguments, ArgumentError> {
-    let first_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let first_end = rest.find(is_byte_blank).unwrap_or(rest.len());
     if first_end == 0 {
         return Ok(Arguments::default());
     }
     let (kind, command) = rest.split_at(first_end);
-    let mut arguments = maybe_json(command.trim_start())?;
+    let mut arguments = maybe_json(command.trim_start_matches(is_byte_blank))?;
     arguments.args.insert(0, kind.to_string());
     Ok(arguments)
 }
 
 /// `ONBUILD INSTRUCTION ...`: the inner instruction, parsed as a line of its own.
-fn sub_command(rest: &str, escape: char) -> Result<Arguments, ArgumentError> {
+fn sub_command(rest: &str, escape: char, depth: usize) -> Result<Arguments, ArgumentError> {
     if rest.is_empty() {
         return Ok(Arguments::default());
     }
-    let sub = node_from_line(rest, escape)?;
+    if depth >= MAX_ONBUILD_NESTING {
+        return Err(ArgumentError::OnbuildTooDeep { limit: MAX_ONBUILD_NESTING });
+    }
+    let sub = node_at_depth(rest, escape, depth + 1)?;
     Ok(Arguments { args: Vec::new(), json: false, sub: Some(Box::new(sub)) })
 }
 
@@ -185,9 +200,9 @@ pub fn words(rest: &str, escape: char) -> Vec<String> {
             }
             phase = Phase::Word;
         }
+        // The block above leaves the phase at Word or Quoted.
         match phase {
-            Phase::Spaces => unreachable!("handled above"),
-            Phase::Word => {
+            Phase::Spaces | Phase::Word => {
                 if c.is_whitespace() {
                     phase = Phase::Spaces;
                     if blank_ok || !word.is_empty() {
@@ -270,6 +285,7 @@ mod tests {
         assert_eq!(node("ARG a b=2").args, ["a", "b=2"]);
         assert_eq!(node("HEALTHCHECK CMD [\"x\"]").args, ["CMD", "x"]);
         assert_eq!(node("HEALTHCHECK NONE").args, ["NONE"]);
+        assert_eq!(node("HEALTHCHECK CMD \u{a0}x").args, ["CMD", "\u{a0}x"]);
         assert_eq!(node("Bogus x y").args, [""]);
         assert_eq!(node("Bogus").cmd, "bogus");
         assert_eq!(node("CMD").args, Vec::<String>::new());
@@ -295,5 +311,12 @@ mod tests {
         );
         assert_eq!(node_from_line("CMD [1]", '\\'), Err(ArgumentError::NotStringArray));
         assert_eq!(node_from_line("ONBUILD COPY [[]]", '\\'), Err(ArgumentError::NotStringArray));
+        let nested = |depth: usize| format!("{}RUN x", "ONBUILD ".repeat(depth));
+        assert!(node_from_line(&nested(MAX_ONBUILD_NESTING), '\\').is_ok());
+        assert_eq!(
+            node_from_line(&nested(MAX_ONBUILD_NESTING + 1), '\\'),
+            Err(ArgumentError::OnbuildTooDeep { limit: MAX_ONBUILD_NESTING })
+        );
+        assert!(node_from_line(&"ONBUILD ".repeat(8000), '\\').is_err());
     }
 }

@@ -15,8 +15,15 @@
 //!
 //! An error (unbalanced quote, malformed `${`) means "no words": callers treat the line as
 //! having no heredoc, except where BuildKit reports the error (see [`super::heredoc`]).
+//!
+//! Nested `${...${...}}` references are scanned recursively; past [`MAX_NESTING`] levels the
+//! text is refused as malformed (BuildKit has no limit), so that no input can exhaust the
+//! stack.
 
 const ESCAPE: char = '\\';
+
+/// How deeply `${...}` references may nest.
+pub const MAX_NESTING: usize = 100;
 
 /// Options of one lexer run.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +42,7 @@ pub fn split_words(text: &str, options: LexOptions) -> Result<Vec<String>, Strin
         raw_quotes: options.raw_quotes,
         raw_escapes: options.raw_escapes,
         buffer: String::new(),
+        depth: 0,
     };
     let (_, words) = lexer.scan_until(None, options.raw_escapes)?;
     Ok(words)
@@ -47,6 +55,8 @@ struct Lexer {
     raw_escapes: bool,
     /// The word being built, shared by nested scans (see the quirk in the module docs).
     buffer: String,
+    /// How many `${...}` scans enclose the current one.
+    depth: usize,
 }
 
 /// Words completed by one scan; the word in progress lives in [`Lexer::buffer`].
@@ -296,7 +306,13 @@ impl Lexer {
 
     /// A nested scan inside `${...}`; running off the end is a missing `}`.
     fn nested_until(&mut self, stop: char, raw_escapes: bool) -> Result<String, String> {
-        match self.scan_until(Some(stop), raw_escapes) {
+        if self.depth >= MAX_NESTING {
+            return Err(format!("variable references nested more than {MAX_NESTING} deep"));
+        }
+        self.depth += 1;
+        let scanned = self.scan_until(Some(stop), raw_escapes);
+        self.depth -= 1;
+        match scanned {
             Ok((text, _)) => Ok(text),
             Err(_) if self.peek().is_none() && stop == '}' => {
                 Err("syntax error: missing '}'".into())
@@ -380,6 +396,14 @@ mod tests {
         assert_eq!(words("${A//b/c}", COOKED), ["${A/b/c}"]);
         assert_eq!(words("pre${A:-x}", COOKED), ["${A:-x}"]);
         assert_eq!(words("$1x $@", COOKED), ["$1x", "$@"]);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |depth: usize| format!("{}x{}", "${a:-".repeat(depth), "}".repeat(depth));
+        assert_eq!(words(&nested(MAX_NESTING), COOKED), [nested(MAX_NESTING)]);
+        assert!(split_words(&nested(MAX_NESTING + 1), COOKED).is_err());
+        assert!(split_words(&"${a:-".repeat(20_000), RAW).is_err());
     }
 
     #[test]

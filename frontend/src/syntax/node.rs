@@ -27,9 +27,12 @@ impl Default for Directives {
     }
 }
 
+/// Something the parser accepted but BuildKit warns about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
+    /// BuildKit's text, e.g. `Empty continuation line found in: RUN a   b`.
     pub message: String,
+    /// Where BuildKit locates it: the last line of the instruction.
     pub span: Span,
 }
 

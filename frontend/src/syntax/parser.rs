@@ -140,3 +140,174 @@ fn takes_heredocs(node: &Node) -> bool {
     };
     HEREDOC_INSTRUCTIONS.contains(&target.cmd.as_str()) && !target.json
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::{ArgumentError, Heredoc};
+
+    fn spans(tree: &SyntaxTree) -> Vec<(usize, usize)> {
+        tree.nodes.iter().map(|n| (n.span.start_line, n.span.end_line)).collect()
+    }
+
+    fn error_lines(text: &str) -> (String, usize, usize) {
+        let err = parse(text).unwrap_err();
+        (err.to_string(), err.span().start_line, err.span().end_line)
+    }
+
+    #[test]
+    fn bom_crlf_and_case_insensitive_keywords() {
+        let tree = parse("\u{feff}from alpine\r\nRun echo \\\r\n  hi\r\n").unwrap();
+        assert_eq!(tree.nodes[0].cmd, "from");
+        assert_eq!(tree.nodes[1].cmd, "run");
+        assert_eq!(tree.nodes[1].args, ["echo   hi"]);
+        assert_eq!(tree.nodes[1].original, "Run echo   hi");
+        assert_eq!(spans(&tree), [(1, 1), (2, 3)]);
+    }
+
+    #[test]
+    fn directives_shape_the_parse() {
+        let tree = parse(
+            "# Syntax=docker/dockerfile:1\n# escape=`\n# check=skip=all\nFROM a\nRUN a `\n b \\\n",
+        )
+        .unwrap();
+        assert_eq!(tree.directives.escape, '`');
+        assert_eq!(tree.directives.syntax.as_deref(), Some("docker/dockerfile:1"));
+        assert_eq!(tree.directives.check.as_deref(), Some("skip=all"));
+        assert_eq!(tree.nodes[1].args, ["a  b \\"]);
+
+        // After an unknown directive or a blank line, `# escape=` is a plain comment.
+        for text in ["# foo=bar\n# escape=`\nFROM a\n", "\n# escape=`\nFROM a\n"] {
+            assert_eq!(parse(text).unwrap().directives.escape, '\\', "{text:?}");
+        }
+        assert_eq!(
+            error_lines("# escape=`\n#ESCAPE=\\\nFROM a\n"),
+            ("only one escape parser directive can be used".into(), 2, 2)
+        );
+        assert_eq!(
+            error_lines("# escape=x\nFROM a\n"),
+            ("invalid escape token 'x' does not match ` or \\".into(), 1, 1)
+        );
+    }
+
+    #[test]
+    fn comments_and_blank_lines_inside_continuations() {
+        let text =
+            "FROM a\nRUN a \\\n# comment\n  b \\\n\n  c\nRUN d \\\n  # indented comment\n  e\n";
+        let tree = parse(text).unwrap();
+        assert_eq!(tree.nodes[1].args, ["a   b   c"]);
+        assert_eq!(tree.nodes[2].args, ["d   e"]);
+        assert_eq!(spans(&tree), [(1, 1), (2, 6), (7, 9)]);
+        assert_eq!(
+            tree.warnings,
+            [Warning {
+                message: "Empty continuation line found in: RUN a   b   c".into(),
+                span: Span::line(6)
+            }]
+        );
+    }
+
+    #[test]
+    fn continuation_may_run_into_the_end() {
+        let tree = parse("FROM a\nRUN b \\").unwrap();
+        assert_eq!(tree.nodes[1].args, ["b"]);
+        assert_eq!(spans(&tree), [(1, 1), (2, 2)]);
+        let tree = parse("FROM a\n\\\n").unwrap();
+        assert_eq!(
+            (tree.nodes[1].cmd.as_str(), tree.nodes[1].args.as_slice()),
+            ("", &[String::new()][..])
+        );
+    }
+
+    #[test]
+    fn heredocs_collect_bodies_and_extend_the_span() {
+        let text = "FROM a\nRUN <<EOF 3<<-'END' cat\necho $x\nEOF\n\tkept\n\tEND\nCOPY [\"<<EOF\", \"/x\"]\n";
+        let tree = parse(text).unwrap();
+        assert_eq!(
+            tree.nodes[1].heredocs,
+            [
+                Heredoc {
+                    name: "EOF".into(),
+                    content: "echo $x\n".into(),
+                    expand: true,
+                    chomp: false,
+                    fd: 0
+                },
+                Heredoc {
+                    name: "END".into(),
+                    content: "\tkept\n".into(),
+                    expand: false,
+                    chomp: true,
+                    fd: 3
+                },
+            ]
+        );
+        assert_eq!(tree.nodes[1].heredocs[1].body(), "kept\n");
+        assert!(tree.nodes[2].json);
+        assert!(tree.nodes[2].heredocs.is_empty());
+        assert_eq!(spans(&tree), [(1, 1), (2, 6), (7, 7)]);
+    }
+
+    #[test]
+    fn heredoc_bodies_keep_crlf_and_onbuild_keeps_its_bodies() {
+        let tree = parse("FROM a\r\nONBUILD RUN <<EOF\r\nx\r\nEOF\r\n").unwrap();
+        assert_eq!(tree.nodes[1].heredocs[0].content, "x\r\n");
+        assert_eq!(tree.nodes[1].sub.as_ref().unwrap().cmd, "run");
+        assert_eq!(spans(&tree), [(1, 1), (2, 4)]);
+    }
+
+    #[test]
+    fn unterminated_heredoc_points_at_the_rest_of_the_file() {
+        assert_eq!(
+            error_lines("FROM a\nRUN <<EOF\necho\nEOF2\n"),
+            ("unterminated heredoc".into(), 2, 4)
+        );
+        assert_eq!(error_lines("FROM a\nRUN <<EOF"), ("unterminated heredoc".into(), 2, 2));
+    }
+
+    #[test]
+    fn files_without_instructions() {
+        assert_eq!(error_lines(""), ("file with no instructions".into(), 1, 1));
+        assert_eq!(error_lines("# a\n\n# b\n"), ("file with no instructions".into(), 3, 3));
+        assert_eq!(error_lines("\u{feff}"), ("file with no instructions".into(), 1, 1));
+    }
+
+    #[test]
+    fn argument_errors_span_the_instruction() {
+        let err = parse("FROM a\nENV a=1 \\\n  b\n").unwrap_err();
+        assert_eq!(
+            err,
+            SyntaxError::Arguments {
+                error: ArgumentError::MissingEquals { word: "b".into() },
+                span: Span::new(2, 3)
+            }
+        );
+        assert_eq!(
+            error_lines("FROM a\nCMD [ \"echo\", [ \"nested\" ] ]\n").0,
+            "when using json array syntax, arrays must be comprised of strings only"
+        );
+    }
+
+    #[test]
+    fn over_long_lines_and_invalid_utf8_are_errors() {
+        let text = format!("FROM a\nLABEL a={}\n", "x".repeat(super::super::lines::MAX_LINE_LEN));
+        assert_eq!(
+            error_lines(&text),
+            ("dockerfile line greater than max allowed size of 65535".into(), 2, 2)
+        );
+        let err = parse_bytes(b"FROM a\nRUN \xff\n").unwrap_err();
+        assert_eq!(
+            (err.to_string(), err.span()),
+            ("dockerfile is not valid utf-8".into(), Span::line(2))
+        );
+    }
+
+    #[test]
+    fn unknown_keywords_and_nested_onbuild_are_left_to_later_stages() {
+        let tree =
+            parse("FROM a\nFNTRYPOINT [\"x\"]\nONBUILD ONBUILD RUN x\nONBUILD FROM b\n").unwrap();
+        assert_eq!(tree.nodes[1].args, [""]);
+        assert_eq!(tree.nodes[2].sub.as_ref().unwrap().sub.as_ref().unwrap().args, ["x"]);
+        assert_eq!(tree.nodes[3].sub.as_ref().unwrap().cmd, "from");
+    }
+}
