@@ -4,3 +4,4 @@
 //! `kiln-frontend` crate, the content-addressed store in `kiln-cache`.
 
 pub mod cli;
+pub mod sandbox;

@@ -11,6 +11,9 @@ pub enum DebugCommand {
         /// os[/arch[/variant]]
         platform: Option<String>,
     },
+    /// Run one command in a sandbox over the given layers (for testing the sandbox)
+    #[command(hide = true)]
+    Run(Box<super::debug_run::DebugRunArgs>),
 }
 
 pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
@@ -23,5 +26,6 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
             println!("{platform}");
             Ok(ExitCode::SUCCESS)
         }
+        DebugCommand::Run(args) => super::debug_run::run(*args),
     }
 }

@@ -5,6 +5,7 @@
 //! (clap's usage errors keep clap's exit code 2).
 
 mod debug;
+mod debug_run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,9 @@ enum Command {
     /// Inspect how kiln reads a Dockerfile
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// Internal: the sandbox helper kiln re-executes itself as (spec on descriptor 3)
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit,
 }
 
 /// Entry point of the `kiln` binary.
@@ -32,6 +36,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Debug(cmd) => debug::run(cmd),
+        Command::SandboxInit => return ExitCode::from(crate::sandbox::init::main() as u8),
     };
     match result {
         Ok(code) => code,
