@@ -21,7 +21,8 @@ use super::mounts::{self, MountContext, Mounter};
 use super::namespaces;
 use super::process::{self, Credentials};
 use super::protocol::{self, ExitStatus, FromHelper, HELPER_FD, InitSpec, ToHelper};
-use super::rootfs;
+use super::rootfs::{self, OverlayPlan};
+use super::spec::RootfsModeRequest;
 use rustix::process::{DumpableBehavior, Signal, WaitOptions};
 use rustix::thread::UnshareFlags;
 use std::io::BufReader;
@@ -74,6 +75,14 @@ fn helper(socket: UnixStream, writer: &mut UnixStream) -> Result<i32, WireError>
     rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
         .map_err(|e| WireError::setup("prctl(PR_SET_DUMPABLE)", e))?;
 
+    let overlay = if init.rootless {
+        match init.spec.rootfs.mode {
+            RootfsModeRequest::Copy => OverlayPlan::Skip,
+            _ => OverlayPlan::MountWithUserXattr,
+        }
+    } else {
+        rootfs::premount_as_root(&init.spec.rootfs, &init.scratch.rootfs, &init.scratch.empty_lower)
+    };
     namespaces::unshare(UnshareFlags::NEWUSER)
         .map_err(|e| WireError::setup("unshare user namespace", e))?;
     send(writer, &FromHelper::UserNamespaceReady)?;
@@ -98,7 +107,7 @@ fn helper(socket: UnixStream, writer: &mut UnixStream) -> Result<i32, WireError>
     }
     if pid == 0 {
         drop(alive_write);
-        let code = match pid1(&init, &alive_read, writer) {
+        let code = match pid1(&init, overlay, &alive_read, writer) {
             Ok(()) => 0,
             Err(err) => {
                 let _ = protocol::send(writer, &FromHelper::Failed(err));
@@ -128,7 +137,12 @@ fn send(writer: &mut UnixStream, message: &FromHelper) -> Result<(), WireError> 
 }
 
 /// Pid 1 of the sandbox: set up the namespaces and filesystem, run the command, reap.
-fn pid1(init: &InitSpec, alive: &OwnedFd, writer: &mut UnixStream) -> Result<(), WireError> {
+fn pid1(
+    init: &InitSpec,
+    overlay: OverlayPlan,
+    alive: &OwnedFd,
+    writer: &mut UnixStream,
+) -> Result<(), WireError> {
     arm_parent_death_signal()?;
     let mut poll = [rustix::event::PollFd::new(alive, rustix::event::PollFlags::IN)];
     let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
@@ -158,7 +172,7 @@ fn pid1(init: &InitSpec, alive: &OwnedFd, writer: &mut UnixStream) -> Result<(),
         &spec.rootfs,
         root_path,
         &init.scratch.empty_lower,
-        init.rootless,
+        overlay,
         &mut warnings,
     )?;
     let root = rustix::fs::open(
@@ -168,7 +182,6 @@ fn pid1(init: &InitSpec, alive: &OwnedFd, writer: &mut UnixStream) -> Result<(),
     )
     .map_err(|e| WireError::setup("open rootfs", e))?;
     let context = MountContext {
-        rootless: init.rootless,
         tty_gid_mapped: init.tty_gid_mapped,
         hosts_file: init.scratch.hosts.clone(),
         resolv_conf: init.scratch.resolv_conf.clone(),

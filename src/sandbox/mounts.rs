@@ -64,8 +64,6 @@ pub const READONLY_PATHS: [&str; 5] =
 /// Host-side facts the plan depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountContext {
-    /// Overlays need `userxattr` (kiln is not root on the host).
-    pub rootless: bool,
     /// Whether gid 5 (tty) is mapped, so devpts may use `gid=5`.
     pub tty_gid_mapped: bool,
     /// kiln's generated hosts file and copy of the host's resolv.conf.
@@ -154,7 +152,9 @@ pub fn plan(spec: &SandboxSpec, ctx: &MountContext) -> Vec<MountStep> {
                     upper,
                     work,
                     target: target.clone(),
-                    userxattr: ctx.rootless,
+                    // Mounted from inside the user namespace, where `trusted.*` xattrs are
+                    // out of reach even for a root kiln: overlayfs must use `user.*`.
+                    userxattr: true,
                 }
             }
             Mount::Tmpfs { target, size, mode } => MountStep::Tmpfs {
@@ -401,7 +401,6 @@ mod tests {
 
     fn ctx() -> MountContext {
         MountContext {
-            rootless: true,
             tty_gid_mapped: false,
             hosts_file: "/s/hosts".into(),
             resolv_conf: "/s/resolv.conf".into(),
