@@ -462,7 +462,7 @@ fn kill_handle_stops_the_sandbox_and_leaves_nothing() {
     let layers = new_layers();
     let marker = "987651";
     let spec = spec(&layers, &format!("echo started; sleep {marker}; echo never"));
-    let sandbox = Sandbox::new(spec).with_helper(KILN);
+    let sandbox = Sandbox::new(spec).with_helper(KILN).with_scratch_parent(&layers.base);
     let killer = sandbox.kill_handle();
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let runner = std::thread::spawn(move || {
@@ -483,6 +483,11 @@ fn kill_handle_stops_the_sandbox_and_leaves_nothing() {
         processes_with(marker)
     );
     assert_eq!(host_mounts_mentioning(&layers.base.to_string_lossy()), Vec::<String>::new());
+    let scratch_left = fs::read_dir(&layers.base)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("kiln-sandbox-"))
+        .count();
+    assert_eq!(scratch_left, 0, "scratch directory removed");
 }
 
 #[test]
@@ -499,6 +504,8 @@ fn killing_kiln_with_sigkill_leaves_no_process_and_no_mount() {
         .arg("--work")
         .arg(&layers.work)
         .args(["--", "sh", "-c", &format!("echo ready; sleep {marker}")])
+        // A SIGKILLed kiln cannot remove its scratch directory: keep it in ours.
+        .env("TMPDIR", &layers.base)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

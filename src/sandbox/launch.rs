@@ -93,17 +93,30 @@ fn kill_pid(pid: u32) {
 pub struct Sandbox {
     spec: SandboxSpec,
     helper: PathBuf,
+    scratch_parent: Option<PathBuf>,
     kill: KillHandle,
 }
 
 impl Sandbox {
     pub fn new(spec: SandboxSpec) -> Self {
-        Sandbox { spec, helper: PathBuf::from("/proc/self/exe"), kill: KillHandle::default() }
+        Sandbox {
+            spec,
+            helper: PathBuf::from("/proc/self/exe"),
+            scratch_parent: None,
+            kill: KillHandle::default(),
+        }
     }
 
     /// Use another kiln binary as the helper (tests, whose own executable is not kiln).
     pub fn with_helper(mut self, helper: impl Into<PathBuf>) -> Self {
         self.helper = helper.into();
+        self
+    }
+
+    /// Create the run's scratch directory (`kiln-sandbox-*`: rootfs mount point, hosts file,
+    /// resolv.conf copy) under `dir` instead of the system's temporary directory.
+    pub fn with_scratch_parent(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.scratch_parent = Some(dir.into());
         self
     }
 
@@ -126,7 +139,7 @@ impl Sandbox {
             return Err(SandboxError::Killed);
         }
         let maps = idmap::host_id_maps()?;
-        let scratch = Scratch::create(&self.spec)?;
+        let scratch = Scratch::create(&self.spec, self.scratch_parent.as_deref())?;
         let init = InitSpec {
             spec: self.spec.clone(),
             scratch: scratch.paths.clone(),

@@ -9,7 +9,9 @@
 //! └── overlay-N/{upper,work}   throwaway layers of BindOverlay mounts
 //! ```
 //!
-//! Removed when the run ends. Overlayfs leaves `work/work` with mode 000, which an
+//! Removed when the run ends; only a SIGKILLed kiln leaves one behind (nothing is mounted on
+//! it: mounts live and die with the sandbox's namespaces), which is why the engine may place
+//! scratch directories in its own state directory and sweep stale ones. Overlayfs leaves `work/work` with mode 000, which an
 //! unprivileged owner cannot descend: permissions are restored before removal.
 
 use super::error::SandboxError;
@@ -33,15 +35,19 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    pub fn create(spec: &SandboxSpec) -> Result<Scratch, SandboxError> {
+    /// Create it under `parent` (the system's temporary directory when `None`).
+    pub fn create(spec: &SandboxSpec, parent: Option<&Path>) -> Result<Scratch, SandboxError> {
         let io_err = |context: &str, source: io::Error| SandboxError::Io {
             context: context.to_owned(),
             source,
         };
-        let dir = tempfile::Builder::new()
-            .prefix("kiln-sandbox-")
-            .tempdir()
-            .map_err(|e| io_err("create scratch directory", e))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("kiln-sandbox-");
+        let dir = match parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .map_err(|e| io_err("create scratch directory", e))?;
         // Canonical, so paths read back from /proc/self/fd compare equal.
         let base = fs::canonicalize(dir.path()).map_err(|e| io_err("canonicalize scratch", e))?;
         let rootfs = base.join("rootfs");
