@@ -394,6 +394,15 @@ fn missing_command_and_cwd_are_clear_errors() {
     let err = try_run(cwd).0.unwrap_err();
     assert_eq!(err.to_string(), "working directory /nope does not exist in the rootfs");
 
+    // A file bound onto a directory: the error names the mount target.
+    let layers = new_layers();
+    let file = layers.base.join("file");
+    fs::write(&file, "x").unwrap();
+    let mut bad_mount = spec(&layers, "true");
+    bad_mount.mounts.push(Mount::Bind { source: file, target: "/data".into(), readonly: true });
+    let err = try_run(bad_mount).0.unwrap_err();
+    assert_eq!(err.to_string(), "mount target /data: exists and is a directory");
+
     let layers = new_layers();
     let mut in_dir = spec(&layers, "pwd");
     in_dir.process.cwd = "/data/sub".into();
