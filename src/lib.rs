@@ -4,4 +4,5 @@
 //! `kiln-frontend` crate, the content-addressed store in `kiln-cache`.
 
 pub mod cli;
+pub mod sandbox;
 pub mod solver;

@@ -26,6 +26,9 @@ pub enum DebugCommand {
         /// The Dockerfile (`-` reads standard input)
         file: PathBuf,
     },
+    /// Run one command in a sandbox over the given layers (for testing the sandbox)
+    #[command(hide = true)]
+    Run(Box<super::debug_run::DebugRunArgs>),
 }
 
 pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
@@ -40,6 +43,7 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
         }
         DebugCommand::Plan(args) => super::plan::run(args),
         DebugCommand::Parse { json, file } => parse(&file, json),
+        DebugCommand::Run(args) => super::debug_run::run(*args),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod cache;
 mod debug;
+mod debug_run;
 mod diagnostic;
 mod plan;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Manage the build cache and store: du, prune, verify
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Internal: the sandbox helper kiln re-executes itself as (spec on descriptor 3)
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit,
 }
 
 /// Entry point of the `kiln` binary.
@@ -45,6 +49,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Debug(cmd) => debug::run(cmd),
         Command::Cache(cmd) => cache::run(cmd, cli.root.as_deref()),
+        Command::SandboxInit => return ExitCode::from(crate::sandbox::init::main() as u8),
     };
     match result {
         Ok(code) => code,
