@@ -4,5 +4,12 @@
 //! `kiln-frontend` crate, the content-addressed store in `kiln-cache`.
 
 pub mod cli;
+pub mod export;
+pub mod fs;
+pub mod image;
+pub mod layer;
+pub mod ops;
+pub mod registry;
 pub mod sandbox;
 pub mod solver;
+pub mod userns;

@@ -11,10 +11,16 @@ use kiln::sandbox::{
 };
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+
+use common::processes::{processes_with, wait_until};
+use common::rootfs::busybox_rootfs;
+use common::users;
 
 const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 
@@ -52,29 +58,6 @@ struct Layers {
     lower: PathBuf,
     upper: PathBuf,
     work: PathBuf,
-}
-
-fn busybox_rootfs(root: &Path) {
-    fs::create_dir_all(root.join("bin")).unwrap();
-    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for applet in String::from_utf8(list.stdout).unwrap().lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-    }
-    fs::create_dir_all(root.join("etc")).unwrap();
-    fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
-    )
-    .unwrap();
-    fs::write(root.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
-    fs::create_dir_all(root.join("tmp")).unwrap();
-    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
-    fs::create_dir_all(root.join("data/sub")).unwrap();
-    fs::write(root.join("data/sub/file"), "lower\n").unwrap();
-    fs::write(root.join("data/keep"), "keep\n").unwrap();
 }
 
 fn new_layers() -> Layers {
@@ -151,34 +134,6 @@ fn host_mounts_mentioning(needle: &str) -> Vec<String> {
         .filter(|l| l.contains(needle) || l.contains("kiln-sandbox-"))
         .map(str::to_owned)
         .collect()
-}
-
-/// Pids of processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(cmdline) = fs::read(entry.path().join("cmdline"))
-            && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(marker)
-        {
-            found.push(name);
-        }
-    }
-    found
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
 }
 
 #[test]
@@ -552,32 +507,6 @@ fn debug_run_exits_with_the_commands_code() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "1000\n");
 }
 
-/// The subordinate uid range of `user` in /etc/subuid, creating the user and ranges if needed.
-fn ensure_rootless_user(user: &str) -> (u32, u32) {
-    if !Command::new("id").arg(user).stdout(Stdio::null()).status().unwrap().success() {
-        let status = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", user])
-            .status()
-            .expect("useradd");
-        assert!(status.success(), "useradd {user}");
-    }
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = fs::read_to_string(file).unwrap_or_default();
-        if !text.lines().any(|l| l.starts_with(&format!("{user}:"))) {
-            let mut text = text;
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str(&format!("{user}:400000:65536\n"));
-            fs::write(file, text).unwrap();
-        }
-    }
-    let text = fs::read_to_string("/etc/subuid").unwrap();
-    let line = text.lines().find(|l| l.starts_with(&format!("{user}:"))).unwrap();
-    let fields: Vec<u32> = line.split(':').skip(1).map(|f| f.parse().unwrap()).collect();
-    (fields[0], fields[1])
-}
-
 #[test]
 fn rootless_user_maps_root_to_itself_and_chown_uses_subordinate_ids() {
     require_sandbox!();
@@ -588,15 +517,10 @@ fn rootless_user_maps_root_to_itself_and_chown_uses_subordinate_ids() {
         eprintln!("skipping: newuidmap missing");
         return;
     }
-    let user = "kilntest";
-    let (sub_start, _) = ensure_rootless_user(user);
+    let (test_user, subids) = users::rootless_user();
+    let user = test_user.name;
+    let (uid, sub_start) = (test_user.uid, subids.uid.0);
     let layers = new_layers();
-    let uid: u32 =
-        String::from_utf8(Command::new("id").args(["-u", user]).output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
     // Rootless, lower layers are unpacked by kiln itself, so all their ids are mapped; here
     // the user owns them all (container root).
     Command::new("chown")

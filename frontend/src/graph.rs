@@ -62,6 +62,9 @@ pub struct StageResult {
     /// The step whose filesystem is this stage's result.
     pub root: StepId,
     pub platform: Platform,
+    /// The image this stage's filesystem starts from, through any stages it is built on
+    /// (`None` for `scratch` or a local context): its config and history come first.
+    pub base_image: Option<String>,
     pub image: StageImage,
 }
 

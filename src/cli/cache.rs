@@ -9,7 +9,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use kiln_cache::{PruneOptions, Root, Usage, VerifyOptions, VerifyReport};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -38,10 +38,7 @@ pub enum CacheCommand {
 
 /// Runs a `kiln cache` subcommand on the store at `root` (or the default root).
 pub fn run(cmd: CacheCommand, root: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let path = match root {
-        Some(path) => path.to_path_buf(),
-        None => Root::default_path()?,
-    };
+    let path = state_root_path(root)?;
     let root =
         Root::open(&path).with_context(|| format!("cannot open store {}", path.display()))?;
     let mut on_wait = || eprintln!("waiting for running builds to release the store...");
@@ -72,6 +69,20 @@ pub fn run(cmd: CacheCommand, root: Option<&Path>) -> anyhow::Result<ExitCode> {
             Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// The state root: `--root`/`KILN_ROOT` when given, else the default for the user who
+/// started kiln. Inside kiln's user namespace the engine is uid 0, yet the default stays the
+/// invoking user's (`~/.local/share/kiln`), never root's `/var/lib/kiln`.
+pub fn state_root_path(root: Option<&Path>) -> anyhow::Result<PathBuf> {
+    Ok(match root {
+        Some(path) => path.to_path_buf(),
+        None => kiln_cache::default_path_for(
+            crate::userns::invoking_uid(),
+            std::env::var_os("XDG_DATA_HOME").map(PathBuf::from),
+            std::env::var_os("HOME").map(PathBuf::from),
+        )?,
+    })
 }
 
 fn render_usage(usage: &Usage) -> String {

@@ -29,6 +29,25 @@ pub enum DebugCommand {
     /// Run one command in a sandbox over the given layers (for testing the sandbox)
     #[command(hide = true)]
     Run(Box<super::debug_run::DebugRunArgs>),
+    /// Print kiln's identity as the engine sees it: ids, id maps, privilege context
+    #[command(hide = true)]
+    Whoami,
+    /// Create an empty file owned by the given ids, as the engine would (for testing ids)
+    #[command(hide = true)]
+    Touch(super::debug_identity::TouchArgs),
+}
+
+impl DebugCommand {
+    /// Whether the command runs engine code that needs root over the id range.
+    pub fn needs_root_in_userns(&self) -> bool {
+        match self {
+            DebugCommand::Run(args) => !args.no_userns,
+            DebugCommand::Whoami | DebugCommand::Touch(_) => true,
+            DebugCommand::Platform { .. } | DebugCommand::Plan(_) | DebugCommand::Parse { .. } => {
+                false
+            }
+        }
+    }
 }
 
 pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
@@ -44,6 +63,8 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<ExitCode> {
         DebugCommand::Plan(args) => super::plan::run(args),
         DebugCommand::Parse { json, file } => parse(&file, json),
         DebugCommand::Run(args) => super::debug_run::run(*args),
+        DebugCommand::Whoami => super::debug_identity::whoami(),
+        DebugCommand::Touch(args) => super::debug_identity::touch(&args),
     }
 }
 

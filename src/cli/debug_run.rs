@@ -52,6 +52,10 @@ pub struct DebugRunArgs {
     /// Write the result as JSON to this file
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Start the sandbox with the caller's own ids instead of from kiln's user namespace
+    /// (exercises the sandbox's unprivileged path: `newuidmap` per run)
+    #[arg(long)]
+    pub no_userns: bool,
     /// The command and its arguments
     #[arg(last = true, required = true)]
     command: Vec<String>,

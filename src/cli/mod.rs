@@ -4,8 +4,10 @@
 //! before doing any work. Errors reach [`main`] as `anyhow::Error` and become exit code 1
 //! (clap's usage errors keep clap's exit code 2).
 
+mod build;
 mod cache;
 mod debug;
+mod debug_identity;
 mod debug_run;
 mod diagnostic;
 mod plan;
@@ -26,12 +28,25 @@ pub struct Cli {
     #[arg(long, global = true, env = "KILN_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
 
+    /// Registry that may be reached over plain HTTP or with an unverified certificate
+    /// (HOST[:PORT] or an IP range); repeatable
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "KILN_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
+    insecure_registries: Vec<String>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile and a context directory
+    Build(Box<build::BuildArgs>),
     /// Inspect how kiln reads a Dockerfile
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -43,10 +58,41 @@ enum Command {
     SandboxInit,
 }
 
+impl Command {
+    /// Whether the command must run as root over a full id range (it touches the state root
+    /// or runs the engine): an unprivileged kiln then re-executes itself in a user namespace.
+    fn needs_root_in_userns(&self) -> bool {
+        match self {
+            Command::Build(_) | Command::Cache(_) => true,
+            Command::Debug(cmd) => cmd.needs_root_in_userns(),
+            Command::SandboxInit => false,
+        }
+    }
+}
+
 /// Entry point of the `kiln` binary.
 pub fn main() -> ExitCode {
+    // Before anything else, while single-threaded: a kiln re-executed by
+    // `ensure_root_or_reexec` enters its user namespace here.
+    if let Err(err) = crate::userns::complete_reexec() {
+        if !err.is_reported_by_parent() {
+            eprintln!("error: {err}");
+        }
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
+    if cli.command.needs_root_in_userns() {
+        match crate::userns::ensure_root_or_reexec(std::env::args_os()) {
+            Ok(None) => {}
+            Ok(Some(code)) => return code,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let result = match cli.command {
+        Command::Build(args) => build::run(*args, cli.root.as_deref(), &cli.insecure_registries),
         Command::Debug(cmd) => debug::run(cmd),
         Command::Cache(cmd) => cache::run(cmd, cli.root.as_deref()),
         Command::SandboxInit => return ExitCode::from(crate::sandbox::init::main() as u8),

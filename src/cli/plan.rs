@@ -34,7 +34,7 @@ pub struct PlanArgs {
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     build_contexts: Vec<String>,
     /// The build context directory
-    context: PathBuf,
+    pub(super) context: PathBuf,
 }
 
 /// Everything `kiln build` and `kiln debug plan` read before lowering, resolved once.
@@ -45,6 +45,16 @@ pub struct PlanInput {
 }
 
 impl PlanArgs {
+    /// Host directories of `--build-context NAME=PATH` local contexts.
+    pub fn build_context_paths(&self) -> BTreeMap<String, PathBuf> {
+        self.build_contexts
+            .iter()
+            .filter_map(|value| value.split_once('='))
+            .filter(|(_, source)| !source.contains("://"))
+            .map(|(name, source)| (name.to_string(), PathBuf::from(source)))
+            .collect()
+    }
+
     pub fn resolve(&self) -> anyhow::Result<PlanInput> {
         let (name, text) = read_dockerfile(self.file.as_deref(), &self.context)?;
         let mut options = LowerOptions { target: self.target.clone(), ..Default::default() };
@@ -74,14 +84,22 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parses and lowers, turning every frontend error into a located diagnostic.
+/// Parses and lowers without looking base images up.
 pub fn plan(input: &PlanInput) -> Result<kiln_frontend::graph::Graph, DockerfileError> {
+    plan_with(input, &OfflineResolver)
+}
+
+/// Parses and lowers, turning every frontend error into a located diagnostic.
+pub fn plan_with(
+    input: &PlanInput,
+    resolver: &dyn kiln_frontend::lower::ImageResolver,
+) -> Result<kiln_frontend::graph::Graph, DockerfileError> {
     let (file, text) = (&input.dockerfile_name, &input.dockerfile_text);
     let tree = syntax::parse(text)
         .map_err(|e| DockerfileError::new(file, text, Some(e.span()), &e.to_string()))?;
     let dockerfile = parse_dockerfile(&tree)
         .map_err(|e| DockerfileError::new(file, text, Some(e.span), &e.message))?;
-    lower(&dockerfile, &input.options, &OfflineResolver)
+    lower(&dockerfile, &input.options, resolver)
         .map_err(|e| DockerfileError::new(file, text, e.span, &e.message))
 }
 

@@ -36,7 +36,7 @@ pub enum SandboxError {
     MountTarget { target: String, reason: String },
     #[error("{tool} failed for pid {pid}: {stderr}")]
     IdMapTool { tool: &'static str, pid: u32, stderr: String },
-    #[error("cannot run {tool}: {source}")]
+    #[error("cannot run {tool} (Debian/Ubuntu package uidmap, Fedora shadow-utils): {source}")]
     IdMapToolMissing {
         tool: &'static str,
         #[source]
@@ -54,6 +54,8 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Identity(#[from] crate::userns::UsernsError),
     #[error("invalid sandbox spec: {reason}")]
     InvalidSpec { reason: String },
     #[error("sandbox setup: {step}: {source}")]

@@ -1,7 +1,8 @@
 //! User-namespace id maps: which host ids the sandbox's ids stand for, and writing them.
 //!
-//! Policy (computed by the pure [`IdMaps::for_user`], written by [`write_maps`]):
-//! - **kiln runs as root**: identity over the whole range (`0 0 4294967295`). Files the
+//! Policy (computed by the pure [`IdMaps::for_user`] and [`IdMaps::nested`], chosen by
+//! [`id_maps_for`] from the process's [`IdentityContext`], written by [`write_maps`]):
+//! - **kiln runs as real root**: identity over the whole range (`0 0 4294967295`). Files the
 //!   command creates carry the same ids on the host as in the image, so the layer writer
 //!   copies ids verbatim. Root gets nothing extra from this: the sandbox's capabilities are
 //!   those of a user namespace, which grant no power over host resources.
@@ -12,10 +13,15 @@
 //!   gids the kernel then requires `setgroups` to be denied first (CVE-2014-8989: otherwise
 //!   dropping a group could grant access to files denied to that group). `chown` to any other
 //!   id then fails inside the sandbox, and a warning says so.
+//! - **kiln is root inside a user namespace** (its own, [`crate::userns`], or a rootless
+//!   container's): identity over exactly the ids that namespace has (the inside ranges of
+//!   `/proc/self/uid_map`), written directly: root there holds CAP_SETUID over them, and
+//!   `newuidmap` is neither needed nor usable. An inherited `setgroups deny` is kept.
 //!
 //! Invariant: the maps of one kind never overlap and container ids are contiguous from 0.
 
 use super::error::SandboxError;
+use crate::userns::{IdentityContext, NestedIds};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -41,6 +47,9 @@ pub enum MapWriter {
     NewIdMap,
     /// Own id only, written directly by the unprivileged owner (gid: after `setgroups deny`).
     OwnIdOnly,
+    /// Written directly after `setgroups deny`, because the parent namespace already denies
+    /// `setgroups` (a nested namespace inherits it, and its gid map needs it said again).
+    DirectNoSetgroups,
 }
 
 /// The uid and gid maps of one sandbox.
@@ -107,6 +116,28 @@ impl IdMaps {
         Ok(IdMaps { uid, uid_writer, gid, gid_writer, warnings })
     }
 
+    /// Maps for a sandbox started by uid 0 of a user namespace with `ids`: identity over the
+    /// inside ranges (pure).
+    pub fn nested(ids: &NestedIds) -> IdMaps {
+        let identity = |entries: &[IdMapEntry]| -> Vec<IdMapEntry> {
+            entries
+                .iter()
+                .map(|e| IdMapEntry { container: e.container, host: e.container, count: e.count })
+                .collect()
+        };
+        IdMaps {
+            uid: identity(&ids.uid),
+            uid_writer: MapWriter::Direct,
+            gid: identity(&ids.gid),
+            gid_writer: if ids.setgroups_allowed {
+                MapWriter::Direct
+            } else {
+                MapWriter::DirectNoSetgroups
+            },
+            warnings: Vec::new(),
+        }
+    }
+
     /// The host uid a container uid stands for.
     pub fn host_uid(&self, container: u32) -> Option<u32> {
         map_id(&self.uid, container)
@@ -119,8 +150,12 @@ impl IdMaps {
 
     /// Whether the sandbox may call `setgroups` (denied when gids were written unprivileged).
     pub fn setgroups_allowed(&self) -> bool {
-        self.gid_writer != MapWriter::OwnIdOnly
+        !denies_setgroups(self.gid_writer)
     }
+}
+
+fn denies_setgroups(writer: MapWriter) -> bool {
+    matches!(writer, MapWriter::OwnIdOnly | MapWriter::DirectNoSetgroups)
 }
 
 fn map_id(entries: &[IdMapEntry], container: u32) -> Option<u32> {
@@ -200,9 +235,20 @@ pub fn newidmap_args(pid: u32, entries: &[IdMapEntry]) -> Vec<String> {
     args
 }
 
-/// Read who we are and the subordinate id files, and compute the maps.
+/// Find out who we are, read the subordinate id files if needed, and compute the maps.
 pub fn host_id_maps() -> Result<IdMaps, SandboxError> {
-    let uid = rustix::process::geteuid().as_raw();
+    id_maps_for(&IdentityContext::detect()?)
+}
+
+/// The maps a sandbox started in `identity` gets.
+pub fn id_maps_for(identity: &IdentityContext) -> Result<IdMaps, SandboxError> {
+    if let IdentityContext::NestedRoot(ids) = identity {
+        return Ok(IdMaps::nested(ids));
+    }
+    let uid = match identity {
+        IdentityContext::InitialRoot => 0,
+        _ => rustix::process::geteuid().as_raw(),
+    };
     let gid = rustix::process::getegid().as_raw();
     let user_name = user_name_of(uid);
     let read = |path: &str| -> Result<Option<String>, SandboxError> {
@@ -224,7 +270,7 @@ pub fn host_id_maps() -> Result<IdMaps, SandboxError> {
 }
 
 /// The login name of `uid` through the C library (NSS included), if any.
-fn user_name_of(uid: u32) -> Option<String> {
+pub fn user_name_of(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 16 * 1024];
     // SAFETY: `passwd` is plain old data, valid when zeroed.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -244,7 +290,7 @@ fn user_name_of(uid: u32) -> Option<String> {
 /// Write both maps of process `pid` (which must be waiting in its fresh user namespace).
 pub fn write_maps(pid: u32, maps: &IdMaps) -> Result<(), SandboxError> {
     write_one(pid, "uid_map", "newuidmap", &maps.uid, maps.uid_writer)?;
-    if maps.gid_writer == MapWriter::OwnIdOnly {
+    if denies_setgroups(maps.gid_writer) {
         write_proc(pid, "setgroups", "deny")?;
     }
     write_one(pid, "gid_map", "newgidmap", &maps.gid, maps.gid_writer)
@@ -258,7 +304,9 @@ fn write_one(
     writer: MapWriter,
 ) -> Result<(), SandboxError> {
     match writer {
-        MapWriter::Direct | MapWriter::OwnIdOnly => write_proc(pid, file, &map_file_text(entries)),
+        MapWriter::Direct | MapWriter::OwnIdOnly | MapWriter::DirectNoSetgroups => {
+            write_proc(pid, file, &map_file_text(entries))
+        }
         MapWriter::NewIdMap => {
             let output = Command::new(tool)
                 .args(newidmap_args(pid, entries))
@@ -352,6 +400,45 @@ mod tests {
         assert!(!maps.setgroups_allowed());
         assert_eq!(maps.warnings.len(), 2);
         assert!(maps.warnings[0].contains("chown to other ids will fail"));
+    }
+
+    #[test]
+    fn nested_root_maps_the_ids_it_has_onto_themselves() {
+        let ids = NestedIds {
+            uid: vec![
+                IdMapEntry { container: 0, host: 1001, count: 1 },
+                IdMapEntry { container: 1, host: 100000, count: 65536 },
+            ],
+            gid: vec![IdMapEntry { container: 0, host: 1002, count: 1 }],
+            setgroups_allowed: true,
+        };
+        let maps = IdMaps::nested(&ids);
+        assert_eq!(map_file_text(&maps.uid), "0 0 1\n1 1 65536\n");
+        assert_eq!(map_file_text(&maps.gid), "0 0 1\n");
+        assert_eq!(maps.uid_writer, MapWriter::Direct);
+        assert_eq!(maps.gid_writer, MapWriter::Direct);
+        assert!(maps.setgroups_allowed());
+        assert!(maps.warnings.is_empty());
+        assert_eq!(maps.host_uid(1000), Some(1000));
+        assert_eq!(maps.host_uid(65537), None);
+        assert_eq!(maps.host_gid(5), None);
+        assert_eq!(id_maps_for(&IdentityContext::NestedRoot(ids)).unwrap(), maps);
+    }
+
+    #[test]
+    fn nested_root_keeps_an_inherited_setgroups_deny() {
+        let one = vec![IdMapEntry { container: 0, host: 1001, count: 1 }];
+        let maps =
+            IdMaps::nested(&NestedIds { uid: one.clone(), gid: one, setgroups_allowed: false });
+        assert_eq!(maps.gid_writer, MapWriter::DirectNoSetgroups);
+        assert!(!maps.setgroups_allowed());
+    }
+
+    #[test]
+    fn initial_root_gets_the_full_identity_whoever_asks() {
+        let maps = id_maps_for(&IdentityContext::InitialRoot).unwrap();
+        assert_eq!(map_file_text(&maps.uid), "0 0 4294967295\n");
+        assert_eq!(maps.gid_writer, MapWriter::Direct);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::rootfs::RootfsMode;
 use super::scratch::Scratch;
 use super::spec::SandboxSpec;
 use super::validate;
+use crate::userns::IdentityContext;
 use rustix::event::{PollFd, PollFlags};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -138,12 +139,13 @@ impl Sandbox {
         if self.kill.is_killed() {
             return Err(SandboxError::Killed);
         }
-        let maps = idmap::host_id_maps()?;
+        let identity = IdentityContext::detect()?;
+        let maps = idmap::id_maps_for(&identity)?;
         let scratch = Scratch::create(&self.spec, self.scratch_parent.as_deref())?;
         let init = InitSpec {
             spec: self.spec.clone(),
             scratch: scratch.paths.clone(),
-            rootless: rustix::process::geteuid().as_raw() != 0,
+            rootless: !identity.is_initial_root(),
             tty_gid_mapped: maps.host_gid(5).is_some(),
             setgroups_allowed: maps.setgroups_allowed(),
             parent_pid: std::process::id(),

@@ -7,7 +7,9 @@
 //!   net only for [`NetworkMode::None`] (with `lo` up); the default shares the host network
 //!   as `docker build` does.
 //! - **ids** ([`idmap`]): the full uid/gid range is mapped: from `/etc/subuid`/`/etc/subgid`
-//!   through `newuidmap`/`newgidmap` when unprivileged, identity when kiln runs as root.
+//!   through `newuidmap`/`newgidmap` when unprivileged, identity when kiln runs as root, and
+//!   identity over the ids it has when kiln is root inside a user namespace (its own, see
+//!   [`crate::userns`]; [`crate::userns::IdentityContext`] tells these apart).
 //! - **rootfs** ([`rootfs`], [`copy`]): kernel overlayfs of the lower layers with the
 //!   writable upper (`userxattr` rootless), or a merged copy when overlay cannot be mounted
 //!   ([`RootfsMode`] says which); then `pivot_root`, old root detached.

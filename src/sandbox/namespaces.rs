@@ -27,7 +27,8 @@ pub fn unshare(flags: UnshareFlags) -> std::io::Result<()> {
     debug_assert!(!flags.intersects(UnshareFlags::FILES | UnshareFlags::FS));
     // SAFETY: `unshare_unsafe` is unsafe because CLONE_FILES/CLONE_FS/CLONE_VM would change
     // state other threads rely on; only namespace flags are passed here, and the callers are
-    // single-threaded processes (the freshly exec'd helper and its forked pid 1).
+    // single-threaded processes (the freshly exec'd helper and its forked pid 1, and kiln
+    // re-executed by `crate::userns` before main starts anything).
     unsafe { rustix::thread::unshare_unsafe(flags) }?;
     Ok(())
 }

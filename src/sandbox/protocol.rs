@@ -66,7 +66,8 @@ pub struct ScratchPaths {
 pub struct InitSpec {
     pub spec: SandboxSpec,
     pub scratch: ScratchPaths,
-    /// kiln is not root: overlays need `userxattr`.
+    /// kiln is not real root (unprivileged, or root only inside a user namespace): overlays
+    /// need `userxattr`.
     pub rootless: bool,
     pub tty_gid_mapped: bool,
     pub setgroups_allowed: bool,

@@ -4,7 +4,10 @@
 //! Who mounts the overlay: a root kiln mounts it in the helper *before* entering the user
 //! namespace ([`premount_as_root`]), so overlayfs acts with real root credentials and uses
 //! `trusted.overlay.*` xattrs, like image layers unpacked as root; rootless, pid 1 mounts it
-//! from inside the user namespace with `userxattr` (`user.overlay.*`).
+//! from inside the user namespace with `userxattr` (`user.overlay.*`). "Root" means real root
+//! here ([`crate::userns::IdentityContext::InitialRoot`]): uid 0 inside kiln's own user
+//! namespace cannot write `trusted.*` and takes the rootless path, like its layer snapshots
+//! ([`crate::userns::overlay_xattr_prefix`]).
 //!
 //! Overlay options: every lower layer is added with `lowerdir+` (Linux ≥ 6.5), one value per
 //! layer, so neither the 4 KiB mount-data limit nor `:`/`,` in paths get in the way. Each value

@@ -20,26 +20,11 @@ use kiln_frontend::graph::{AddOptions, CopyOp, InlineFileMount, RunMount, RunOp}
 use kiln_frontend::instructions::{NetworkMode, SecurityMode};
 use kiln_frontend::platform::Platform;
 use sha2::{Digest as _, Sha256};
-use std::fmt;
 
 /// Bumped whenever the meaning of a key changes.
 pub const KEY_VERSION: &str = "kiln-cache-key-v1";
 
-/// A step's cache key: lower-case hex sha256.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey(String);
-
-impl CacheKey {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CacheKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use kiln_cache::CacheKey;
 
 /// Builds one key from tagged values.
 pub struct KeyHasher {
@@ -120,12 +105,12 @@ impl KeyHasher {
 
     pub fn key(&mut self, key: &CacheKey) -> &mut Self {
         self.tag(b'k');
-        self.str(&key.0);
+        self.str(key.as_str());
         self
     }
 
     pub fn finish(self) -> CacheKey {
-        CacheKey(hex(&self.hasher.finalize()))
+        CacheKey::new(hex(&self.hasher.finalize())).expect("a sha256 is 64 hex digits")
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct StageState {
     /// ARGs declared in scope with their values, for RUN's history line.
     pub build_args: Vec<(String, Option<String>)>,
     pub platform: Platform,
+    /// The pinned image at the bottom of this stage's chain of bases.
+    pub base_image: Option<String>,
     cmd_set: bool,
     display: String,
     step_index: usize,
@@ -64,6 +66,7 @@ impl StageState {
             env,
             build_args: Vec::new(),
             platform,
+            base_image: None,
             cmd_set: false,
             display,
             step_index: 0,
@@ -107,6 +110,7 @@ impl StageState {
             name,
             root: self.root,
             platform: self.platform,
+            base_image: self.base_image,
             image: StageImage { config: self.config, author: self.author, history: self.history },
         }
     }

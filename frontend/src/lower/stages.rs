@@ -372,6 +372,7 @@ impl<'a> Lowering<'a> {
                     self.image_step(&resolved.reference, &platform, name, Some(stage.span))
                 };
                 state.root = root;
+                state.base_image = Some(resolved.reference.clone());
                 Ok(state)
             }
         }

@@ -1,0 +1,314 @@
+//! `kiln build`: flags resolved once into [`BuildSettings`], then lower → solve → export.
+//!
+//! Nothing is written to any output until every step succeeded: outputs are written through
+//! temporary files renamed into place by the exporters, and the local store is tagged last.
+
+use super::plan::{PlanArgs, plan_with};
+use crate::export::{Exporter, Output, prepare_image};
+use crate::image::{ImageConfigFile, LayerBlob, Timestamp, derive};
+use crate::layer::Compression;
+use crate::registry::client::{ClientOptions, RegistryClient};
+use crate::registry::reference::Reference;
+use crate::solver::engine::{Engine, EngineOptions, SecretSource, StepOutput};
+use crate::solver::images::Images;
+use crate::solver::progress::{Event, Printer, ProgressMode, ProgressSink};
+use crate::solver::schedule::run_graph;
+use anyhow::{Context as _, bail};
+use clap::Args;
+use kiln_cache::Root;
+use kiln_frontend::instructions::NetworkMode;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    /// Name and optionally a tag (NAME[:TAG]); repeatable
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// Output destination: type=oci|docker|local|tar|image|registry[,dest=..][,name=..]
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    /// Shorthand for --output=type=registry
+    #[arg(long)]
+    push: bool,
+    /// Do not use the cache when building (results are still recorded)
+    #[arg(long)]
+    no_cache: bool,
+    /// Secret to expose to RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR]
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+    /// SSH agent socket to forward: default|ID[=SOCKET]
+    #[arg(long = "ssh")]
+    ssh: Vec<String>,
+    /// Networking mode for RUN: default|none|host
+    #[arg(long, default_value = "default")]
+    network: String,
+    /// Metadata label for the image: KEY=VALUE
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Progress output: auto|plain|tty|rawjson|quiet
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// Write the image id (config digest) to the file
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// Write build result metadata to the file
+    #[arg(long = "metadata-file")]
+    metadata_file: Option<PathBuf>,
+    /// Suppress the build output and print the image id on success
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+pub fn run(
+    args: BuildArgs,
+    root_dir: Option<&Path>,
+    insecure: &[String],
+) -> anyhow::Result<ExitCode> {
+    let context_paths = args.plan.build_context_paths();
+    let mut input = args.plan.resolve()?;
+    input.options.default_network = match args.network.as_str() {
+        "default" => NetworkMode::Default,
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        other => bail!("invalid --network {other:?}: expected default, none or host"),
+    };
+    for label in &args.labels {
+        let (key, value) = label
+            .split_once('=')
+            .with_context(|| format!("invalid --label {label:?}: expected KEY=VALUE"))?;
+        input.options.labels.insert(key.to_string(), value.to_string());
+    }
+    let names: Vec<String> = args
+        .tags
+        .iter()
+        .map(|tag| {
+            Reference::parse(tag)
+                .map(|r| r.to_string())
+                .map_err(|e| anyhow::anyhow!("invalid tag {tag:?}: {e}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut outputs: Vec<Output> = args
+        .outputs
+        .iter()
+        .map(|spec| Output::parse(spec).map_err(anyhow::Error::from))
+        .collect::<anyhow::Result<_>>()?;
+    if args.push {
+        outputs.push(Output::parse("type=registry")?);
+    }
+    if outputs.is_empty() {
+        outputs.push(Output::parse("type=image")?);
+    }
+    if args.iidfile.is_some() {
+        crate::export::check_iidfile_outputs(&outputs)?;
+    }
+    let mode = if args.quiet {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::parse(&args.progress, std::io::stderr().is_terminal())
+            .map_err(anyhow::Error::msg)?
+    };
+    let source_date_epoch = source_date_epoch(&input.options.build_args)?;
+    let options = EngineOptions {
+        no_cache: args.no_cache,
+        compression: Compression::Gzip,
+        source_date_epoch,
+        secrets: parse_secrets(&args.secrets)?,
+        ssh: parse_ssh(&args.ssh)?,
+        context_dirs: context_dirs(
+            &args.plan.context,
+            &input.options.named_contexts,
+            &context_paths,
+        ),
+    };
+
+    let root = Root::open(super::cache::state_root_path(root_dir)?)
+        .context("opening kiln's state root")?;
+    let _lease = root.lease()?;
+    let mut client_options = ClientOptions::from_env()?;
+    client_options.insecure.extend(crate::registry::endpoint::InsecureRegistries::new(insecure)?);
+    let client = RegistryClient::new(client_options);
+    let images = Images::new(&root, &client);
+    let graph = plan_with(&input, &images)?;
+    let printer = Printer::new(mode, std::io::stderr());
+    for warning in &graph.warnings {
+        printer.emit(Event::Message { text: format!("WARNING: {}", warning.message) });
+    }
+    let engine = Engine {
+        root: &root,
+        graph: &graph,
+        images: &images,
+        progress: &printer,
+        options: &options,
+        stat_cache: std::sync::Mutex::new(crate::ops::context::StatCache::open(
+            &root.path().join("stat-cache"),
+        )?),
+    };
+    let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+    let results = run_graph(&graph, &engine, parallelism)?;
+    if let Ok(mut cache) = engine.stat_cache.into_inner() {
+        // A stat cache that cannot be saved only costs re-hashing next time.
+        if let Err(err) = cache.save() {
+            printer.emit(Event::Message { text: format!("WARNING: {err}") });
+        }
+    }
+
+    let target = graph.target_stage();
+    let StepOutput::Rootfs(rootfs) = &results[target.root.0] else {
+        bail!("the target stage has no filesystem");
+    };
+    let created = Timestamp::for_build(source_date_epoch)?;
+    let base = match &target.base_image {
+        Some(pinned) => {
+            let image =
+                images.resolve_image(pinned, &target.platform).map_err(anyhow::Error::msg)?;
+            ImageConfigFile::parse(&image.config_bytes)?
+        }
+        None => ImageConfigFile::scratch(&target.platform),
+    };
+    let base_layers = base.rootfs.diff_ids.len();
+    if rootfs.layers.len() < base_layers {
+        bail!("the target's layers do not start with its base image's");
+    }
+    let new_diff_ids: Vec<_> = rootfs.layers[base_layers..].iter().map(|l| l.diff_id).collect();
+    let config = derive(&base, &target.image, &new_diff_ids, created)?;
+    let stored: Vec<LayerBlob> = rootfs
+        .layers
+        .iter()
+        .map(|l| LayerBlob {
+            digest: l.blob,
+            diff_id: l.diff_id,
+            size: l.size,
+            media_type: l.media_type.clone(),
+        })
+        .collect();
+    let blobs = root.blobs();
+    printer.emit(Event::Message { text: format!("exporting to {} output(s)", outputs.len()) });
+    let exporter = Exporter::new(&blobs, root.path().join("tmp"), created)
+        .source_date_epoch(source_date_epoch)
+        .store(&root);
+    let mut last = None;
+    let mut image_id = None;
+    for output in &outputs {
+        let options = output.image().cloned().unwrap_or_default();
+        let output_names = if options.names.is_empty() {
+            names.clone()
+        } else {
+            options
+                .names
+                .iter()
+                .map(|n| {
+                    Reference::parse(n)
+                        .map(|r| r.to_string())
+                        .map_err(|e| anyhow::anyhow!("invalid name {n:?}: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        let image = prepare_image(&options, &config, &stored, output_names, &blobs, &blobs)?;
+        image_id = Some((image.config_digest, image.manifest_digest));
+        last = Some(exporter.export(output, &image)?);
+    }
+    if let Some(response) = &last {
+        if let Some(path) = &args.iidfile {
+            crate::export::write_iidfile(path, response)?;
+        }
+        if let Some(path) = &args.metadata_file {
+            crate::export::write_metadata_file(path, response)?;
+        }
+    }
+    if let Some((config_digest, manifest_digest)) = image_id {
+        if args.quiet {
+            println!("{config_digest}");
+        } else {
+            printer.emit(Event::Message {
+                text: format!("image {config_digest} (manifest {manifest_digest})"),
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn source_date_epoch(build_args: &BTreeMap<String, String>) -> anyhow::Result<Option<i64>> {
+    let value = build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!("invalid SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970")
+        }),
+    }
+}
+
+/// `--secret id=ID[,src=PATH|,source=PATH|,env=VAR]`; with neither, the file or environment
+/// variable named like the id.
+pub fn parse_secrets(values: &[String]) -> anyhow::Result<BTreeMap<String, SecretSource>> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        let (mut id, mut source) = (None, None);
+        for field in value.split(',') {
+            let (key, v) = field.split_once('=').with_context(|| {
+                format!("invalid --secret {value:?}: {field:?} is not KEY=VALUE")
+            })?;
+            match key {
+                "id" => id = Some(v.to_string()),
+                "src" | "source" => source = Some(SecretSource::File(PathBuf::from(v))),
+                "env" => source = Some(SecretSource::Env(v.to_string())),
+                "type" if v == "file" || v == "env" => {}
+                _ => bail!("invalid --secret {value:?}: unknown key {key:?}"),
+            }
+        }
+        let id = id
+            .filter(|i| !i.is_empty())
+            .with_context(|| format!("invalid --secret {value:?}: id is required"))?;
+        let source = source.unwrap_or_else(|| {
+            if std::env::var_os(&id).is_some() {
+                SecretSource::Env(id.clone())
+            } else {
+                SecretSource::File(PathBuf::from(&id))
+            }
+        });
+        out.insert(id, source);
+    }
+    Ok(out)
+}
+
+/// `--ssh default` (the agent in `$SSH_AUTH_SOCK`) or `--ssh ID=SOCKET`.
+pub fn parse_ssh(values: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        let (id, socket) = match value.split_once('=') {
+            Some((id, path)) => (id.to_string(), PathBuf::from(path)),
+            None => {
+                let socket = std::env::var_os("SSH_AUTH_SOCK")
+                    .with_context(|| format!("--ssh {value}: SSH_AUTH_SOCK is not set"))?;
+                (value.clone(), PathBuf::from(socket))
+            }
+        };
+        if !socket.exists() {
+            bail!("--ssh {value}: {} does not exist", socket.display());
+        }
+        out.insert(id, socket);
+    }
+    Ok(out)
+}
+
+fn context_dirs(
+    main: &Path,
+    named: &BTreeMap<String, kiln_frontend::lower::NamedContext>,
+    paths: &BTreeMap<String, PathBuf>,
+) -> BTreeMap<String, PathBuf> {
+    let mut dirs = BTreeMap::new();
+    dirs.insert("context".to_string(), main.to_path_buf());
+    for (name, kind) in named {
+        if let (kiln_frontend::lower::NamedContext::Local, Some(path)) = (kind, paths.get(name)) {
+            dirs.insert(name.clone(), path.clone());
+        }
+    }
+    dirs
+}

@@ -1,0 +1,120 @@
+//! `RUN --mount=type=cache`: directories that persist across builds, outside every layer.
+//!
+//! Layout: `ROOT/cache-mounts/<sha256 of id>/<instance>/data`, with a lock file
+//! `<instance>.lock` beside each instance. Sharing modes, as BuildKit defines them:
+//! `shared` — every build uses instance 0 at the same time (shared lock);
+//! `locked` — one build at a time on instance 0 (exclusive lock, others wait);
+//! `private` — a build takes the first instance nobody holds, creating a new one if needed.
+//! A new instance's `data` directory gets the mount's `mode` (default 0755) and `uid`/`gid`
+//! (default 0). Contents never enter a cache key.
+
+use kiln_cache::Root;
+use kiln_frontend::graph::RunMount;
+use kiln_frontend::instructions::Sharing;
+use sha2::{Digest as _, Sha256};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// A cache mount's directory, held for the duration of one RUN.
+#[derive(Debug)]
+pub struct CacheMountLease {
+    pub dir: PathBuf,
+    _lock: File,
+}
+
+/// Takes the cache directory `mount` asks for, waiting if its sharing mode says so.
+pub fn acquire(root: &Root, mount: &RunMount) -> Result<CacheMountLease, String> {
+    let id = mount.id.clone().unwrap_or_default();
+    let hashed: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let base = root.path().join("cache-mounts").join(hashed);
+    std::fs::create_dir_all(&base).map_err(|e| format!("cache mount {id}: {e}"))?;
+    let sharing = mount.sharing.unwrap_or(Sharing::Shared);
+    let mut instance = 0usize;
+    loop {
+        let lock_path = base.join(format!("{instance}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("cache mount {id}: {}: {e}", lock_path.display()))?;
+        let taken = match sharing {
+            Sharing::Shared => lock.lock_shared().map(|_| true),
+            Sharing::Locked => lock.lock().map(|_| true),
+            Sharing::Private => match lock.try_lock() {
+                Ok(()) => Ok(true),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+                Err(std::fs::TryLockError::Error(e)) => Err(e),
+            },
+        }
+        .map_err(|e| format!("cache mount {id}: locking: {e}"))?;
+        if !taken {
+            instance += 1;
+            continue;
+        }
+        let dir = base.join(instance.to_string());
+        if !dir.exists() {
+            create_instance(&dir, mount).map_err(|e| format!("cache mount {id}: {e}"))?;
+        }
+        return Ok(CacheMountLease { dir: dir.join("data"), _lock: lock });
+    }
+}
+
+fn create_instance(dir: &std::path::Path, mount: &RunMount) -> std::io::Result<()> {
+    let parent = dir.parent().expect("instance dirs have a parent");
+    let staging = tempfile::Builder::new().prefix(".new-").tempdir_in(parent)?;
+    let data = staging.path().join("data");
+    std::fs::create_dir(&data)?;
+    std::os::unix::fs::chown(&data, Some(mount.uid.unwrap_or(0)), Some(mount.gid.unwrap_or(0)))?;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(mount.mode.unwrap_or(0o755)))?;
+    let staged = staging.keep();
+    match std::fs::rename(&staged, dir) {
+        Ok(()) => Ok(()),
+        // Someone else created it meanwhile (shared sharing): use theirs.
+        Err(_) if dir.exists() => std::fs::remove_dir_all(&staged),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_frontend::instructions::MountType;
+
+    fn mount(id: &str, sharing: Sharing) -> RunMount {
+        RunMount {
+            kind: MountType::Cache,
+            target: "/cache".into(),
+            source: None,
+            source_path: "/".into(),
+            readonly: false,
+            id: Some(id.into()),
+            sharing: Some(sharing),
+            mode: Some(0o700),
+            uid: None,
+            gid: None,
+            size_limit: None,
+            required: false,
+            env: None,
+        }
+    }
+
+    #[test]
+    fn persists_and_shares_by_mode() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = Root::open(temp.path()).unwrap();
+        let first = acquire(&root, &mount("go", Sharing::Shared)).unwrap();
+        std::fs::write(first.dir.join("x"), "1").unwrap();
+        let second = acquire(&root, &mount("go", Sharing::Shared)).unwrap();
+        assert_eq!(first.dir, second.dir, "shared mounts use one directory at once");
+        assert_eq!(std::fs::metadata(&first.dir).unwrap().permissions().mode() & 0o7777, 0o700);
+        drop((first, second));
+        let private_a = acquire(&root, &mount("go", Sharing::Private)).unwrap();
+        let private_b = acquire(&root, &mount("go", Sharing::Private)).unwrap();
+        assert_ne!(private_a.dir, private_b.dir, "a held private instance is not handed out twice");
+        assert!(private_a.dir.join("x").exists(), "instance 0 kept its contents");
+        let other = acquire(&root, &mount("npm", Sharing::Shared)).unwrap();
+        assert!(!other.dir.join("x").exists(), "ids are separate caches");
+    }
+}

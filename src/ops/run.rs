@@ -1,0 +1,170 @@
+//! RUN: the command in the sandbox on an overlay of the parent's snapshots; its upper
+//! directory becomes the new layer (written as a deterministic tar) and that layer's
+//! snapshot.
+//!
+//! Invariants: the layer never contains the sandbox's mount stubs or the targets of RUN
+//! mounts; a failing command leaves no blob, record or snapshot behind (its scratch
+//! directory is removed); secrets reach the command only through mounts or its environment,
+//! never through the layer or anything the caller stores.
+
+use crate::layer::{Compression, DiffSource, Exclude, WriteOptions, write_layer};
+use crate::sandbox::{
+    ExitStatus, Mount, NetworkMode, ProcessSpec, RootfsMode, RootfsModeRequest, RootfsSpec,
+    Sandbox, SandboxError, SandboxSpec, Stream,
+};
+use crate::solver::rootfs::{Layer, Rootfs};
+use kiln_cache::{Digest, Root, SnapshotId};
+use std::path::{Path, PathBuf};
+
+/// Everything one RUN needs, resolved by the engine.
+pub struct RunRequest<'a> {
+    pub rootfs: &'a Rootfs,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub network: NetworkMode,
+    pub mounts: Vec<Mount>,
+    /// Heredoc scripts to place in the sandbox: (absolute path, content, mode).
+    pub inline_files: Vec<(String, String, u32)>,
+    pub compression: Compression,
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("process {command:?} did not complete successfully: exit code: {code}")]
+    Failed { command: String, code: i32 },
+    #[error("process {command:?} was killed by signal {signal}")]
+    Signaled { command: String, signal: i32 },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("RUN ran in a copied root (overlay unavailable), which kiln cannot diff yet")]
+    CopyModeUnsupported,
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("writing the layer: {0}")]
+    Layer(String),
+    #[error("storing the layer: {0}")]
+    Store(String),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io { what, path, source }
+}
+
+/// Runs the command and returns the layer it made (already stored, with its snapshot).
+pub fn run(
+    root: &Root,
+    request: RunRequest<'_>,
+    on_output: &mut dyn FnMut(Stream, &[u8]),
+) -> Result<Layer, RunError> {
+    let scratch_parent = root.path().join("tmp");
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&scratch_parent)
+        .map_err(io("create scratch directory in", &scratch_parent))?;
+    let upper = scratch.path().join("upper");
+    let work = scratch.path().join("work");
+    let empty = scratch.path().join("empty");
+    for dir in [&upper, &work, &empty] {
+        std::fs::create_dir(dir).map_err(io("create", dir))?;
+    }
+    let mut lowers = request.rootfs.lowers();
+    if lowers.is_empty() {
+        lowers.push(empty.clone());
+    }
+    let mut mounts = request.mounts;
+    if !request.inline_files.is_empty() {
+        let pipes = scratch.path().join("pipes");
+        std::fs::create_dir(&pipes).map_err(io("create", &pipes))?;
+        for (index, (target, data, mode)) in request.inline_files.iter().enumerate() {
+            let file = pipes.join(index.to_string());
+            std::fs::write(&file, data).map_err(io("write", &file))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                .map_err(io("chmod", &file))?;
+            mounts.push(Mount::Bind { source: file, target: target.clone(), readonly: true });
+        }
+    }
+    let command = request.argv.join(" ");
+    let spec = SandboxSpec {
+        rootfs: RootfsSpec { lowers, upper: upper.clone(), work, mode: RootfsModeRequest::Auto },
+        process: ProcessSpec {
+            argv: request.argv,
+            env: request.env,
+            cwd: request.cwd,
+            uid: request.uid,
+            gid: request.gid,
+            additional_gids: request.additional_gids,
+            no_new_privs: true,
+        },
+        hostname: "kiln".into(),
+        network: request.network,
+        mounts: mounts.clone(),
+    };
+    let result = Sandbox::new(spec).with_scratch_parent(&scratch_parent).run(on_output)?;
+    match result.status {
+        ExitStatus::Code(0) => {}
+        ExitStatus::Code(code) => return Err(RunError::Failed { command, code }),
+        ExitStatus::Signal(signal) => return Err(RunError::Signaled { command, signal }),
+    }
+    if let RootfsMode::Copy { .. } = result.rootfs_mode {
+        return Err(RunError::CopyModeUnsupported);
+    }
+    // Stubs the command wrote into stay in the upper dir: keep them out of layer and snapshot.
+    let mut exclude = Exclude::new();
+    for stub in result.stubs.iter().filter(|s| !s.removed) {
+        let relative = stub.path.trim_start_matches('/');
+        exclude.insert(relative);
+        let path = upper.join(relative);
+        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    }
+    let options = WriteOptions {
+        compression: request.compression,
+        source_date_epoch: request.source_date_epoch,
+        exclude,
+        ..Default::default()
+    };
+    store_upper_as_layer(root, &upper, &options)
+}
+
+/// Writes `upper` as a layer blob and turns the directory itself into the layer's snapshot.
+pub fn store_upper_as_layer(
+    root: &Root,
+    upper: &Path,
+    options: &WriteOptions,
+) -> Result<Layer, RunError> {
+    let mut writer = root.blobs().writer().map_err(|e| RunError::Store(e.to_string()))?;
+    let descriptor = write_layer(DiffSource::OverlayUpper(upper), options, &mut writer)
+        .map_err(|e| RunError::Layer(e.to_string()))?;
+    let digest = parse_digest(&descriptor.digest)?;
+    let (blob, size) = writer.commit(Some(&digest)).map_err(|e| RunError::Store(e.to_string()))?;
+    let diff_id = parse_digest(&descriptor.diff_id)?;
+    let snapshot = commit_dir_as_snapshot(root, upper, &diff_id)?;
+    Ok(Layer { diff_id, blob, size, media_type: descriptor.media_type.to_string(), snapshot })
+}
+
+/// Moves a filled directory into the snapshot store under the layer's id.
+pub fn commit_dir_as_snapshot(
+    root: &Root,
+    dir: &Path,
+    diff_id: &Digest,
+) -> Result<PathBuf, RunError> {
+    let snapshots = root.snapshots();
+    let id = SnapshotId::of_layer(diff_id);
+    if let Some(existing) = snapshots.get(&id) {
+        return Ok(existing);
+    }
+    let writer = snapshots.prepare(&id).map_err(|e| RunError::Store(e.to_string()))?;
+    // The writer's directory is empty: renaming our tree onto it replaces it in one step.
+    std::fs::rename(dir, writer.path()).map_err(io("move into the snapshot store", dir))?;
+    writer.commit().map_err(|e| RunError::Store(e.to_string()))
+}
+
+fn parse_digest(text: &str) -> Result<Digest, RunError> {
+    Digest::parse(text).map_err(|e| RunError::Layer(format!("bad digest {text:?}: {e}")))
+}

@@ -1,0 +1,249 @@
+//! Base images for a build: resolved once (for lowering, which needs their config) and
+//! fetched into the store when a step needs their layers.
+//!
+//! Lookup order for a reference: kiln's local image store (images built earlier with `-t`),
+//! then the registry. Every manifest and config met is kept in the blob store by its digest,
+//! so exports and pushes can refer to base layers. Resolved images are remembered under the
+//! pinned reference handed to lowering (`name:tag@sha256:...`), which is what graph steps
+//! carry.
+
+use super::engine::ImageProvider;
+use crate::registry::client::RegistryClient;
+use crate::registry::image_config::ImageConfig as ConfigFile;
+use crate::registry::manifest::{Descriptor, ImageManifest, ManifestKind, parse_manifest};
+use crate::registry::platform_select::select_manifest;
+use crate::registry::reference::Reference;
+use kiln_cache::{Digest, LayerRef, Root};
+use kiln_frontend::graph::{Healthcheck, ImageConfig};
+use kiln_frontend::lower::{ImageResolver, ResolvedImage};
+use kiln_frontend::platform::Platform;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// One resolved image.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    pub pinned: String,
+    pub reference: Reference,
+    pub manifest_digest: String,
+    pub config: ConfigFile,
+    pub config_bytes: Vec<u8>,
+    pub layers: Vec<Descriptor>,
+    /// Found in the local store (its blobs are all there) rather than a registry.
+    pub local: bool,
+}
+
+pub struct Images<'a> {
+    root: &'a Root,
+    client: &'a RegistryClient,
+    resolved: Mutex<BTreeMap<(String, Platform), BaseImage>>,
+}
+
+impl<'a> Images<'a> {
+    pub fn new(root: &'a Root, client: &'a RegistryClient) -> Self {
+        Images { root, client, resolved: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Resolves `reference` (as written, or already pinned) for `platform`.
+    pub fn resolve_image(&self, reference: &str, platform: &Platform) -> Result<BaseImage, String> {
+        let key = (reference.to_string(), platform.clone());
+        if let Some(found) = self.resolved.lock().unwrap().get(&key) {
+            return Ok(found.clone());
+        }
+        if reference.starts_with("oci-layout://") {
+            return Err("oci-layout:// build contexts are not supported yet".into());
+        }
+        let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let image = match self.find_in_store(&parsed, platform)? {
+            Some(image) => image,
+            None => self.pull_from_registry(&parsed, platform)?,
+        };
+        let mut resolved = self.resolved.lock().unwrap();
+        resolved.insert(key, image.clone());
+        resolved.insert((image.pinned.clone(), platform.clone()), image.clone());
+        Ok(image)
+    }
+
+    fn find_in_store(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Option<BaseImage>, String> {
+        let store = self.root.images();
+        let descriptor = match reference.digest() {
+            Some(_) => None,
+            None => store.resolve(&reference.to_string()).map_err(|e| e.to_string())?,
+        };
+        let Some(descriptor) = descriptor else { return Ok(None) };
+        let mut digest = Digest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?;
+        let blobs = self.root.blobs();
+        let manifest = loop {
+            let bytes = blobs.read_bytes(&digest).map_err(|e| e.to_string())?;
+            let (_, kind) = parse_manifest(&bytes, None).map_err(|e| e.to_string())?;
+            match kind {
+                ManifestKind::Image(image) => break (digest, *image),
+                ManifestKind::Index(index) => {
+                    let chosen = select_manifest(&index, platform, &reference.to_string())
+                        .map_err(|e| e.to_string())?;
+                    digest =
+                        Digest::parse(&chosen.digest.to_string()).map_err(|e| e.to_string())?;
+                }
+            }
+        };
+        let (manifest_digest, manifest): (Digest, ImageManifest) = manifest;
+        let config_digest =
+            Digest::parse(&manifest.config.digest.to_string()).map_err(|e| e.to_string())?;
+        let config_bytes = blobs.read_bytes(&config_digest).map_err(|e| e.to_string())?;
+        let config: ConfigFile = serde_json::from_slice(&config_bytes)
+            .map_err(|e| format!("image config {config_digest}: {e}"))?;
+        let pinned = format!("{reference}@{manifest_digest}");
+        Ok(Some(BaseImage {
+            pinned,
+            reference: reference.clone(),
+            manifest_digest: manifest_digest.to_string(),
+            config,
+            config_bytes,
+            layers: manifest.layers,
+            local: true,
+        }))
+    }
+
+    fn pull_from_registry(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<BaseImage, String> {
+        let resolved = self.client.resolve_image(reference, platform).map_err(|e| e.to_string())?;
+        let blobs = self.root.blobs();
+        for manifest in resolved.indexes.iter().chain(std::iter::once(&resolved.manifest)) {
+            blobs.put_bytes(&manifest.bytes).map_err(|e| e.to_string())?;
+        }
+        blobs.put_bytes(&resolved.config.bytes).map_err(|e| e.to_string())?;
+        let digest = resolved.digest().to_string();
+        let name = reference.to_string();
+        let base = name.split('@').next().unwrap_or(&name).to_string();
+        Ok(BaseImage {
+            pinned: format!("{base}@{digest}"),
+            reference: reference.clone(),
+            manifest_digest: digest,
+            config: resolved.config.config.clone(),
+            config_bytes: resolved.config.bytes.clone(),
+            layers: resolved.image.layers.clone(),
+            local: false,
+        })
+    }
+}
+
+/// The lowering view of an image config.
+pub fn graph_config(config: &ConfigFile) -> ImageConfig {
+    let Some(c) = &config.config else { return ImageConfig::default() };
+    ImageConfig {
+        user: c.user.clone().filter(|u| !u.is_empty()),
+        exposed_ports: c
+            .exposed_ports
+            .as_ref()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
+        env: c.env.clone().unwrap_or_default(),
+        entrypoint: c.entrypoint.clone(),
+        cmd: c.cmd.clone(),
+        volumes: c.volumes.as_ref().map(|v| v.keys().cloned().collect()).unwrap_or_default(),
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        labels: c.labels.clone().unwrap_or_default(),
+        stop_signal: c.stop_signal.clone(),
+        args_escaped: c.args_escaped.unwrap_or(false),
+        healthcheck: c.healthcheck.as_ref().map(|h| Healthcheck {
+            test: h.test.clone().unwrap_or_default(),
+            interval: h.interval.unwrap_or(0),
+            timeout: h.timeout.unwrap_or(0),
+            start_period: h.start_period.unwrap_or(0),
+            start_interval: h.start_interval.unwrap_or(0),
+            retries: h.retries.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+        }),
+        on_build: c.on_build.clone().unwrap_or_default(),
+        shell: c.shell.clone().unwrap_or_default(),
+    }
+}
+
+impl ImageResolver for Images<'_> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+        let image = self.resolve_image(reference, platform)?;
+        let image_platform = Platform::new(
+            &image.config.os,
+            &image.config.architecture,
+            image.config.variant.as_deref(),
+        );
+        Ok(ResolvedImage {
+            reference: image.pinned.clone(),
+            config: graph_config(&image.config),
+            platform: (!image.config.os.is_empty()).then_some(image_platform),
+            is_empty: image.layers.is_empty(),
+        })
+    }
+}
+
+impl ImageProvider for Images<'_> {
+    fn layers(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        note: &dyn Fn(String),
+    ) -> Result<(String, Vec<LayerRef>), String> {
+        let image = self.resolve_image(reference, platform)?;
+        let blobs = self.root.blobs();
+        let missing: Vec<Descriptor> = image
+            .layers
+            .iter()
+            .filter(|d| {
+                Digest::parse(&d.digest.to_string()).map(|g| !blobs.contains(&g)).unwrap_or(true)
+            })
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            if image.local {
+                return Err(format!(
+                    "image {} is missing layers in the local store: run `kiln cache verify`",
+                    image.reference
+                ));
+            }
+            let total: u64 = missing.iter().map(|d| d.size).sum();
+            note(format!("pulling {} layer(s), {} bytes", missing.len(), total));
+            self.client
+                .fetch_blobs(
+                    &image.reference,
+                    &missing,
+                    |_| blobs.writer().map_err(std::io::Error::other),
+                    |d, writer| {
+                        let expected =
+                            Digest::parse(&d.digest.to_string()).map_err(std::io::Error::other)?;
+                        writer.commit(Some(&expected)).map(|_| ()).map_err(std::io::Error::other)
+                    },
+                    &|_| {},
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        let diff_ids = &image.config.rootfs.diff_ids;
+        if diff_ids.len() != image.layers.len() {
+            return Err(format!(
+                "image {}: {} layers but {} diff_ids",
+                image.reference,
+                image.layers.len(),
+                diff_ids.len()
+            ));
+        }
+        let refs = image
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(d, diff_id)| {
+                Ok(LayerRef {
+                    diff_id: Digest::parse(&diff_id.to_string()).map_err(|e| e.to_string())?,
+                    blob: Digest::parse(&d.digest.to_string()).map_err(|e| e.to_string())?,
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok((image.manifest_digest.clone(), refs))
+    }
+}
