@@ -94,6 +94,7 @@ fn store_record(root: &Root, key: &CacheKey, content: &[u8], last_used: u64) -> 
             blob,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             size: content.len() as u64,
+            created: None,
         }],
         config_delta: serde_json::json!({"Env": ["PATH=/bin"]}),
         sources: vec![],

@@ -73,6 +73,11 @@ pub struct LayerRef {
     pub media_type: String,
     /// Size of the stored blob in bytes.
     pub size: u64,
+    /// When the step first made this layer (RFC 3339, as image history writes it); absent for
+    /// layers of pulled images and in records written before kiln kept it. A cache hit
+    /// reuses the time, so an unchanged rebuild gives an identical image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
 }
 
 /// The digest of one source file a step read, kept to explain cache misses.
@@ -243,6 +248,7 @@ mod tests {
                 blob,
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
                 size: content.len() as u64,
+                created: None,
             }],
             config_delta: serde_json::json!({"Env": ["A=1"]}),
             sources: vec![SourceDigest { path: "src/main.rs".into(), digest: Digest::of(b"src") }],

@@ -57,7 +57,7 @@
 //!
 //! let key = CacheKey::new("ab".repeat(32))?;
 //! let record = CacheRecord {
-//!     layers: vec![LayerRef { diff_id: blob, blob, media_type: "application/vnd.oci.image.layer.v1.tar".into(), size }],
+//!     layers: vec![LayerRef { diff_id: blob, blob, media_type: "application/vnd.oci.image.layer.v1.tar".into(), size, created: None }],
 //!     config_delta: serde_json::json!({}),
 //!     sources: vec![],
 //!     description: "RUN true".into(),

@@ -67,6 +67,7 @@ pub(crate) fn record(root: &Root, key: &CacheKey, layers: &[&[u8]], last_used: u
                 blob,
                 media_type: "application/vnd.oci.image.layer.v1.tar".into(),
                 size: content.len() as u64,
+                created: None,
             }
         })
         .collect();

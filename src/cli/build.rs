@@ -5,7 +5,7 @@
 
 use super::plan::{PlanArgs, plan_with};
 use crate::export::{Exporter, Output, prepare_image};
-use crate::image::{ImageConfigFile, LayerBlob, Timestamp, derive};
+use crate::image::{ImageConfigFile, LayerBlob, NewLayer, Timestamp, derive_timed};
 use crate::layer::Compression;
 use crate::registry::client::{ClientOptions, RegistryClient};
 use crate::registry::reference::Reference;
@@ -161,7 +161,7 @@ pub fn run(
     let StepOutput::Rootfs(rootfs) = &results[target.root.0] else {
         bail!("the target stage has no filesystem");
     };
-    let created = Timestamp::for_build(source_date_epoch)?;
+    let epoch = source_date_epoch.map(Timestamp::from_unix).transpose()?;
     let base = match &target.base_image {
         Some(pinned) => {
             let image =
@@ -174,8 +174,18 @@ pub fn run(
     if rootfs.layers.len() < base_layers {
         bail!("the target's layers do not start with its base image's");
     }
-    let new_diff_ids: Vec<_> = rootfs.layers[base_layers..].iter().map(|l| l.diff_id).collect();
-    let config = derive(&base, &target.image, &new_diff_ids, created)?;
+    let new_layers: Vec<NewLayer> = rootfs.layers[base_layers..]
+        .iter()
+        .map(|l| NewLayer { diff_id: l.diff_id, created: l.created.clone() })
+        .collect();
+    let config = derive_timed(&base, &target.image, &new_layers, epoch)?;
+    // Outputs are stamped with the image's own time, so equal images give equal archives.
+    let created = config
+        .created
+        .as_deref()
+        .and_then(Timestamp::parse_rfc3339)
+        .or(epoch)
+        .unwrap_or_else(Timestamp::now);
     let stored: Vec<LayerBlob> = rootfs
         .layers
         .iter()

@@ -1,12 +1,20 @@
 //! Between config files and the frontend: the base image's config as lowering input, and
 //! the final config of a built stage.
 //!
-//! [`derive`] follows BuildKit's exporter: the result starts from the base config (platform,
-//! author, history, layers), takes the stage's runtime config whole, appends one history entry
-//! per instruction the stage recorded (comment `buildkit.dockerfile.v0`, created at the build
-//! time) and the new layers' diff_ids, and sets `created` to the build time. Like BuildKit,
-//! which re-types the base config, it keeps only the fields the image spec names: a base's
-//! `container_config`, `docker_version` or inline cache do not leak into the new image.
+//! [`derive_timed`] follows BuildKit's exporter: the result starts from the base config
+//! (platform, author, history, layers), takes the stage's runtime config whole, appends one
+//! history entry per instruction the stage recorded (comment `buildkit.dockerfile.v0`) and the
+//! new layers' diff_ids. Like BuildKit, which re-types the base config, it keeps only the
+//! fields the image spec names: a base's `container_config`, `docker_version` or inline cache
+//! do not leak into the new image.
+//!
+//! Times, as BuildKit sets them (`exporter/containerimage/writer.go`): with
+//! `SOURCE_DATE_EPOCH` every new history entry is stamped with it. Without it, an entry that
+//! made a layer takes the time that layer was first made (kept in the cache record, so a
+//! rebuild from the cache yields the same image); entries without a time take the time of the
+//! first new layer when they come before it, else the time of the layer before them; the
+//! config's `created` is the last history entry's time. [`derive`] stamps everything with one
+//! given time (fixtures and tests).
 //!
 //! Invariant checked: the stage's history entries that made a layer are exactly as many as
 //! the new diff_ids, so history and `rootfs.diff_ids` stay in step.
@@ -98,13 +106,33 @@ impl ImageConfigFile {
     }
 }
 
-/// The config of the image a stage produces: `base` (the config of the stage's base image,
-/// or [`ImageConfigFile::scratch`]) with the stage's runtime config, history and new layers.
+/// A layer a stage added: its diff_id and when it was first made (RFC 3339), if known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLayer {
+    pub diff_id: Digest,
+    pub created: Option<String>,
+}
+
+/// [`derive_timed`] with every new history entry (and the config) created at `created`.
 pub fn derive(
     base: &ImageConfigFile,
     stage: &StageImage,
     new_diff_ids: &[Digest],
     created: Timestamp,
+) -> Result<ImageConfigFile, ImageError> {
+    let layers: Vec<NewLayer> =
+        new_diff_ids.iter().map(|&diff_id| NewLayer { diff_id, created: None }).collect();
+    derive_timed(base, stage, &layers, Some(created))
+}
+
+/// The config of the image a stage produces: `base` (the config of the stage's base image,
+/// or [`ImageConfigFile::scratch`]) with the stage's runtime config, history and new layers;
+/// `epoch` is `SOURCE_DATE_EPOCH` (see the module docs for how times are chosen).
+pub fn derive_timed(
+    base: &ImageConfigFile,
+    stage: &StageImage,
+    new_layers: &[NewLayer],
+    epoch: Option<Timestamp>,
 ) -> Result<ImageConfigFile, ImageError> {
     if base.os.is_empty() {
         return Err(ImageError::MissingPlatformField { field: "os" });
@@ -113,30 +141,36 @@ pub fn derive(
         return Err(ImageError::MissingPlatformField { field: "architecture" });
     }
     let layer_entries = stage.history.iter().filter(|entry| !entry.empty_layer).count();
-    if layer_entries != new_diff_ids.len() {
+    if layer_entries != new_layers.len() {
         return Err(ImageError::LayerCountMismatch {
             history: layer_entries,
-            layers: new_diff_ids.len(),
+            layers: new_layers.len(),
         });
     }
-    let created_text = created.rfc3339();
+    let epoch_text = epoch.map(|time| time.rfc3339());
     let mut history: Vec<History> = base
         .history
         .iter()
         .map(|entry| History { extra: Default::default(), ..entry.clone() })
         .collect();
-    history.extend(stage.history.iter().map(|entry| History {
-        created: Some(created_text.clone()),
-        created_by: entry.created_by.clone(),
-        author: String::new(),
-        comment: HISTORY_COMMENT.to_owned(),
-        empty_layer: entry.empty_layer,
-        extra: Default::default(),
+    let mut layer_times = new_layers.iter().map(|layer| layer.created.clone());
+    history.extend(stage.history.iter().map(|entry| {
+        let layer_time = if entry.empty_layer { None } else { layer_times.next().flatten() };
+        History {
+            created: epoch_text.clone().or(layer_time),
+            created_by: entry.created_by.clone(),
+            author: String::new(),
+            comment: HISTORY_COMMENT.to_owned(),
+            empty_layer: entry.empty_layer,
+            extra: Default::default(),
+        }
     }));
+    fill_history_times(&mut history);
+    let created = history.iter().rev().find_map(|entry| entry.created.clone());
     let mut diff_ids = base.rootfs.diff_ids.clone();
-    diff_ids.extend_from_slice(new_diff_ids);
+    diff_ids.extend(new_layers.iter().map(|layer| layer.diff_id));
     Ok(ImageConfigFile {
-        created: Some(created_text),
+        created,
         author: stage.author.clone().unwrap_or_else(|| base.author.clone()),
         architecture: base.architecture.clone(),
         os: base.os.clone(),
@@ -148,6 +182,35 @@ pub fn derive(
         history,
         extra: Default::default(),
     })
+}
+
+/// Gives history entries without a time the time of the first layer after a gap, or of the
+/// entry before them (BuildKit's `normalizeLayersAndHistory`).
+fn fill_history_times(history: &mut [History]) {
+    let mut created = None;
+    let mut gap = false;
+    for entry in history.iter() {
+        match &entry.created {
+            Some(time) => {
+                created = Some(time.clone());
+                if gap {
+                    break;
+                }
+            }
+            None => gap = true,
+        }
+    }
+    gap = false;
+    for entry in history.iter_mut() {
+        match &entry.created {
+            Some(time) if gap => created = Some(time.clone()),
+            Some(_) => {}
+            None => {
+                gap = true;
+                entry.created = created.clone();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +351,40 @@ mod tests {
         let one = derive(&base(), &stage(), &[digest(1), digest(2)], created).unwrap();
         let two = derive(&base(), &stage(), &[digest(1), digest(2)], created).unwrap();
         assert_eq!(one.to_bytes().unwrap(), two.to_bytes().unwrap());
+    }
+
+    #[test]
+    fn without_epoch_entries_take_their_layers_times() {
+        let at = |n: u8| Some(format!("2024-01-0{n}T00:00:00Z"));
+        let layers = [
+            NewLayer { diff_id: digest(1), created: at(2) },
+            NewLayer { diff_id: digest(2), created: at(3) },
+        ];
+        let mut stage = stage();
+        stage.history.push(HistoryEntry { created_by: "CMD x".into(), empty_layer: true });
+        let out = derive_timed(&base(), &stage, &layers, None).unwrap();
+        let times: Vec<Option<String>> = out.history.iter().map(|h| h.created.clone()).collect();
+        // ENV (before any new layer) takes the first new layer's time, CMD the last one's.
+        assert_eq!(times, [Some("2020-01-01T00:00:00Z".into()), at(2), at(2), at(3), at(3)]);
+        assert_eq!(out.created, at(3));
+        // The same layers (a rebuild from the cache) give the same bytes.
+        let again = derive_timed(&base(), &stage, &layers, None).unwrap();
+        assert_eq!(out.to_bytes().unwrap(), again.to_bytes().unwrap());
+        // Without new layers, the base's last time stands.
+        let metadata_only = StageImage {
+            history: vec![HistoryEntry { created_by: "ENV A=1".into(), empty_layer: true }],
+            ..Default::default()
+        };
+        let out = derive_timed(&base(), &metadata_only, &[], None).unwrap();
+        assert_eq!(out.created.as_deref(), Some("2020-01-01T00:00:00Z"));
+        assert_eq!(out.history[1].created.as_deref(), Some("2020-01-01T00:00:00Z"));
+        // With SOURCE_DATE_EPOCH, every new entry has the epoch, whatever the layers' times.
+        let epoch = Timestamp::from_unix(0).unwrap();
+        let out = derive_timed(&base(), &stage, &layers, Some(epoch)).unwrap();
+        assert!(
+            out.history[1..].iter().all(|h| h.created.as_deref() == Some("1970-01-01T00:00:00Z"))
+        );
+        assert_eq!(out.created.as_deref(), Some("1970-01-01T00:00:00Z"));
     }
 
     #[test]

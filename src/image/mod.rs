@@ -4,7 +4,7 @@
 //! - [`config`]: [`ImageConfigFile`], Docker's image config with every field Docker writes
 //!   and unknown ones kept; the one config type for pulled and built images.
 //! - [`derive`](mod@derive): the frontend's runtime config to and from the file's, and
-//!   [`derive()`]: base config + stage + new layers → the built image's config.
+//!   [`derive_timed()`]: base config + stage + new layers → the built image's config.
 //! - [`manifest`]: [`Manifest`], [`Index`], [`Descriptor`] in OCI or Docker media types.
 //! - [`assembled`]: [`ExportImage`], a finished image's exact bytes and layers.
 //! - [`store`]: [`store_image`], kiln's default output.
@@ -38,7 +38,7 @@ pub mod time;
 
 pub use assembled::{ExportImage, LayerBlob};
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfigFile, RootFs};
-pub use derive::{HISTORY_COMMENT, derive};
+pub use derive::{HISTORY_COMMENT, NewLayer, derive, derive_timed};
 pub use manifest::{Descriptor, Index, Manifest, MediaTypes};
 pub use store::store_image;
 pub use time::Timestamp;

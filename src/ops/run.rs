@@ -129,23 +129,32 @@ pub fn run(
         exclude,
         ..Default::default()
     };
-    store_upper_as_layer(root, &upper, &options)
+    store_dir_as_layer(root, &upper, DiffSource::OverlayUpper(&upper), &options)
 }
 
-/// Writes `upper` as a layer blob and turns the directory itself into the layer's snapshot.
-pub fn store_upper_as_layer(
+/// Writes `source` (read from `dir`) as a layer blob and turns `dir` itself into the layer's
+/// snapshot; when a snapshot of that layer already exists, `dir` is left where it is.
+pub fn store_dir_as_layer(
     root: &Root,
-    upper: &Path,
+    dir: &Path,
+    source: DiffSource<'_>,
     options: &WriteOptions,
 ) -> Result<Layer, RunError> {
     let mut writer = root.blobs().writer().map_err(|e| RunError::Store(e.to_string()))?;
-    let descriptor = write_layer(DiffSource::OverlayUpper(upper), options, &mut writer)
-        .map_err(|e| RunError::Layer(e.to_string()))?;
+    let descriptor =
+        write_layer(source, options, &mut writer).map_err(|e| RunError::Layer(e.to_string()))?;
     let digest = parse_digest(&descriptor.digest)?;
     let (blob, size) = writer.commit(Some(&digest)).map_err(|e| RunError::Store(e.to_string()))?;
     let diff_id = parse_digest(&descriptor.diff_id)?;
-    let snapshot = commit_dir_as_snapshot(root, upper, &diff_id)?;
-    Ok(Layer { diff_id, blob, size, media_type: descriptor.media_type.to_string(), snapshot })
+    let snapshot = commit_dir_as_snapshot(root, dir, &diff_id)?;
+    Ok(Layer {
+        diff_id,
+        blob,
+        size,
+        media_type: descriptor.media_type.to_string(),
+        snapshot,
+        created: None,
+    })
 }
 
 /// Moves a filled directory into the snapshot store under the layer's id.

@@ -133,7 +133,11 @@ impl Engine<'_> {
             self.progress.emit(Event::Cached { step: step.0 + 1 });
             return Ok(Rootfs { key, layers });
         }
-        let added = make().map_err(|e| self.fail(step, e))?;
+        let mut added = make().map_err(|e| self.fail(step, e))?;
+        let made_at = crate::image::Timestamp::now().rfc3339();
+        for layer in &mut added {
+            layer.created.get_or_insert_with(|| made_at.clone());
+        }
         let mut layers = parent.to_vec();
         layers.extend(added);
         let now = now_secs();

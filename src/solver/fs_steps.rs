@@ -5,12 +5,12 @@
 use super::rootfs::{Layer, Rootfs};
 use crate::fs::merged::{Entry, MergedRoot, Time};
 use crate::fs::users::lookup_user;
-use crate::layer::{Compression, DiffSource, WriteOptions, write_layer};
+use crate::layer::{Compression, DiffSource, WriteOptions};
 use crate::ops::context::ContextSnapshot;
 use crate::ops::copy::{CopyOptions, CopySource, copy_into_layer, sha256_content, source_digest};
 use crate::ops::mkdir::mkdir_into_layer;
-use crate::ops::run::commit_dir_as_snapshot;
-use kiln_cache::{Digest, Root};
+use crate::ops::run::store_dir_as_layer;
+use kiln_cache::Root;
 use kiln_frontend::dockerignore::IgnoreFile;
 use kiln_frontend::graph::{CopyOp, CopySourceRef};
 use std::path::PathBuf;
@@ -111,20 +111,15 @@ fn store_dir(
     compression: Compression,
     source_date_epoch: Option<i64>,
 ) -> Result<Layer, String> {
-    let mut writer = root.blobs().writer().map_err(|e| e.to_string())?;
     let options = WriteOptions { compression, source_date_epoch, ..Default::default() };
-    let descriptor = write_layer(DiffSource::Directory(dir.path()), &options, &mut writer)
-        .map_err(|e| e.to_string())?;
-    let digest = Digest::parse(&descriptor.digest).map_err(|e| e.to_string())?;
-    let (blob, size) = writer.commit(Some(&digest)).map_err(|e| e.to_string())?;
-    let diff_id = Digest::parse(&descriptor.diff_id).map_err(|e| e.to_string())?;
     let path = dir.keep();
-    let snapshot = commit_dir_as_snapshot(root, &path, &diff_id).map_err(|e| e.to_string())?;
+    let layer = store_dir_as_layer(root, &path, DiffSource::Directory(&path), &options)
+        .map_err(|e| e.to_string());
     if path.exists() {
-        // The id was committed by someone else first: ours is a duplicate.
+        // Failed, or the id was committed by someone else first: ours is not needed.
         let _ = std::fs::remove_dir_all(&path);
     }
-    Ok(Layer { diff_id, blob, size, media_type: descriptor.media_type.to_string(), snapshot })
+    layer
 }
 
 pub fn copy(

@@ -241,6 +241,7 @@ impl ImageProvider for Images<'_> {
                     blob: Digest::parse(&d.digest.to_string()).map_err(|e| e.to_string())?,
                     media_type: d.media_type.clone(),
                     size: d.size,
+                    created: None,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

@@ -15,6 +15,8 @@ pub struct Layer {
     pub size: u64,
     pub media_type: String,
     pub snapshot: PathBuf,
+    /// When the layer was first made (see [`LayerRef::created`]); `None` for image layers.
+    pub created: Option<String>,
 }
 
 impl Layer {
@@ -24,6 +26,7 @@ impl Layer {
             blob: self.blob,
             media_type: self.media_type.clone(),
             size: self.size,
+            created: self.created.clone(),
         }
     }
 }
@@ -85,6 +88,7 @@ pub fn load_layers(root: &Root, refs: &[LayerRef]) -> Result<Option<Vec<Layer>>,
             size: layer.size,
             media_type: layer.media_type.clone(),
             snapshot,
+            created: layer.created.clone(),
         });
     }
     Ok(Some(layers))
