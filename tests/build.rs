@@ -190,6 +190,13 @@ fn cache_follows_content_not_mtime() {
     build.write("b.txt", "b1\n");
     let first = build.ok(&[]);
     assert_eq!(cached_steps(&first), 0, "a fresh root caches nothing");
+    // The COPY records keep each source's digest, to tell later which one changed.
+    let records = Command::new("grep")
+        .args(["-rlF", r#""sources":[{"path":"b.txt","digest":"sha256:"#])
+        .arg(build.root.path().join("cache/records"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&records.stdout).lines().count(), 1, "one COPY b.txt record");
     let again = build.ok(&[]);
     assert_eq!(step_names_run(&again), Vec::<String>::new(), "an unchanged rebuild runs nothing");
     assert_eq!(cached_steps(&again), 4);

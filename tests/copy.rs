@@ -371,7 +371,7 @@ mod digest {
     use super::common::tree::{build, have_root};
     use super::*;
     use kiln::fs::{Entry, FsError};
-    use kiln::ops::copy::{sha256_content, source_digest};
+    use kiln::ops::copy::{sha256_content, source_digest, source_digests};
     use serde_json::{Value, json};
     use std::cell::RefCell;
 
@@ -532,5 +532,31 @@ mod digest {
                 ("/other".to_string(), 12)
             ]
         );
+    }
+
+    #[test]
+    fn per_source_digests_tell_which_source_changed() {
+        if !have_root("per-source digests") {
+            return;
+        }
+        let op = op(&["app", "other"], &[], false);
+        let digests_of = |tree: Value| {
+            let tmp = tempfile::tempdir().unwrap();
+            build(tmp.path(), tree.as_array().unwrap(), tmp.path());
+            let root = MergedRoot::plain(tmp.path()).unwrap();
+            let digests = source_digests(&op, CopySource::Context(&root), &sha256_content).unwrap();
+            let total = source_digest(&op, CopySource::Context(&root), &sha256_content).unwrap();
+            assert_eq!(digests.total, total);
+            digests
+        };
+        let before = digests_of(base());
+        let names: Vec<&str> = before.per_source.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["app", "other"]);
+        let after = digests_of(with(|tree| {
+            tree[4] = json!({"file": "other", "content": "changed"});
+        }));
+        assert_ne!(before.total, after.total);
+        assert_eq!(before.per_source[0], after.per_source[0], "app did not change");
+        assert_ne!(before.per_source[1], after.per_source[1], "other did");
     }
 }

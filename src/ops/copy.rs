@@ -41,7 +41,7 @@ mod tree;
 mod url;
 mod walk;
 
-pub use digest::{ContentHasher, sha256_content, source_digest};
+pub use digest::{ContentHasher, SourceDigests, sha256_content, source_digest, source_digests};
 pub use url::{Download, default_http_client, download};
 
 use crate::fs::archive::{self, ArchiveError, ExtractOptions};

@@ -15,7 +15,7 @@ use super::schedule::StepRunner;
 use crate::layer::Compression;
 use crate::ops;
 use crate::sandbox::{Mount, NetworkMode, Stream};
-use kiln_cache::{CacheRecord, LayerRef, Root, now_secs};
+use kiln_cache::{CacheRecord, Digest, LayerRef, Root, SourceDigest, now_secs};
 use kiln_frontend::graph::{Graph, Op, RunOp, StepId};
 use kiln_frontend::instructions::{MountType, NetworkMode as RunNetwork};
 use kiln_frontend::platform::Platform;
@@ -120,6 +120,7 @@ impl Engine<'_> {
         step: StepId,
         key: CacheKey,
         parent: &[Layer],
+        sources: Vec<SourceDigest>,
         make: impl FnOnce() -> Result<Vec<Layer>, String>,
     ) -> Result<Rootfs, BuildError> {
         let _lock = self.root.key_lock(&key).map_err(|e| self.fail(step, e))?;
@@ -144,7 +145,7 @@ impl Engine<'_> {
         let record = CacheRecord {
             layers: layers.iter().map(Layer::to_ref).collect(),
             config_delta: serde_json::Value::Null,
-            sources: Vec::new(),
+            sources,
             description: self.graph.step(step).meta.name.clone(),
             created: now,
             last_used: now,
@@ -192,7 +193,7 @@ impl Engine<'_> {
             })
             .collect::<Result<_, _>>()?;
         let key = key::run_key(op, &parent.key, &mount_keys);
-        let rootfs = self.cached(step, key, &parent.layers, || {
+        let rootfs = self.cached(step, key, &parent.layers, Vec::new(), || {
             let (uid, gid, groups) = fs_steps::resolve_user(parent, op.user.as_deref())?;
             let mut env = op.env.clone();
             env.extend(op.proxy_env.iter().cloned());
@@ -411,10 +412,17 @@ impl StepRunner<StepOutput> for Engine<'_> {
                     }
                     kiln_frontend::graph::CopySourceRef::None => Source::None,
                 };
-                let digest =
+                let digests =
                     fs_steps::sources_digest(op, &source).map_err(|e| self.fail(step, e))?;
-                let key = key::copy_key(op, &parent.key, &digest);
-                let rootfs = self.cached(step, key, &parent.layers, || {
+                let key = key::copy_key(op, &parent.key, &digests.total);
+                let sources = digests
+                    .per_source
+                    .into_iter()
+                    .filter_map(|(path, digest)| {
+                        Some(SourceDigest { path, digest: Digest::parse(&digest).ok()? })
+                    })
+                    .collect();
+                let rootfs = self.cached(step, key, &parent.layers, sources, || {
                     fs_steps::copy(
                         self.root,
                         op,
@@ -430,7 +438,7 @@ impl StepRunner<StepOutput> for Engine<'_> {
             Op::Mkdir { parent, path, mode, user } => {
                 let parent = self.rootfs_of(inputs, *parent);
                 let key = key::mkdir_key(&parent.key, path, *mode, user.as_deref());
-                let rootfs = self.cached(step, key, &parent.layers, || {
+                let rootfs = self.cached(step, key, &parent.layers, Vec::new(), || {
                     fs_steps::mkdir(
                         self.root,
                         parent,

@@ -7,7 +7,9 @@ use crate::fs::merged::{Entry, MergedRoot, Time};
 use crate::fs::users::lookup_user;
 use crate::layer::{Compression, DiffSource, WriteOptions};
 use crate::ops::context::ContextSnapshot;
-use crate::ops::copy::{CopyOptions, CopySource, copy_into_layer, sha256_content, source_digest};
+use crate::ops::copy::{
+    CopyOptions, CopySource, SourceDigests, copy_into_layer, sha256_content, source_digests,
+};
 use crate::ops::mkdir::mkdir_into_layer;
 use crate::ops::run::store_dir_as_layer;
 use kiln_cache::Root;
@@ -68,22 +70,21 @@ fn rootfs_view(rootfs: &Rootfs) -> Result<MergedRoot, String> {
     MergedRoot::new(rootfs.lowers()).map_err(|e| e.to_string())
 }
 
-/// The digest of the files `op` selects from its source (see `ops::copy::source_digest`).
-pub fn sources_digest(op: &CopyOp, source: &Source<'_>) -> Result<String, String> {
-    match source {
+/// The digests of the files `op` selects from its source (see `ops::copy::source_digests`).
+pub fn sources_digest(op: &CopyOp, source: &Source<'_>) -> Result<SourceDigests, String> {
+    let digests = match source {
         Source::Context(files) => {
             let view = files.view()?;
             let hasher = |entry: &Entry| files.digest(entry);
-            source_digest(op, CopySource::Context(&view), &hasher).map_err(|e| e.to_string())
+            source_digests(op, CopySource::Context(&view), &hasher)
         }
         Source::Rootfs(rootfs) => {
             let view = rootfs_view(rootfs)?;
-            source_digest(op, CopySource::Rootfs(&view), &sha256_content).map_err(|e| e.to_string())
+            source_digests(op, CopySource::Rootfs(&view), &sha256_content)
         }
-        Source::None => {
-            source_digest(op, CopySource::None, &sha256_content).map_err(|e| e.to_string())
-        }
-    }
+        Source::None => source_digests(op, CopySource::None, &sha256_content),
+    };
+    digests.map_err(|e| e.to_string())
 }
 
 fn created_time(source_date_epoch: Option<i64>) -> Time {

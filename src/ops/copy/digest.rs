@@ -11,7 +11,9 @@
 //!
 //! The encoding is canonical and type-tagged: every field is a one-byte tag followed by a
 //! fixed-width integer or a length-prefixed byte string, so no two different inputs encode
-//! alike. The result is `sha256:<hex>` of that encoding.
+//! alike. The result is `sha256:<hex>` of that encoding. [`source_digests`] also gives, per
+//! source as written, the digest of that source's part of the encoding: the cache keeps them
+//! to tell which source changed when a step misses.
 
 use super::plan;
 use super::walk::{self, Visit};
@@ -44,12 +46,30 @@ pub fn sha256_content(entry: &Entry) -> Result<[u8; 32], FsError> {
     Ok(hasher.finalize().into())
 }
 
+/// The digest of the local sources of `op`, and of each source on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceDigests {
+    /// What the cache key covers (see the module docs).
+    pub total: String,
+    /// `(source as written, sha256:<hex> of its part)`, in the op's order.
+    pub per_source: Vec<(String, String)>,
+}
+
 /// The digest of the local sources of `op` read from `source` (see the module docs).
 pub fn source_digest(
     op: &CopyOp,
     source: CopySource<'_>,
     hasher: ContentHasher<'_>,
 ) -> Result<String, CopyError> {
+    source_digests(op, source, hasher).map(|digests| digests.total)
+}
+
+/// [`source_digest`] with the digest of each local source.
+pub fn source_digests(
+    op: &CopyOp,
+    source: CopySource<'_>,
+    hasher: ContentHasher<'_>,
+) -> Result<SourceDigests, CopyError> {
     let exclude = super::exclude_rules(op)?;
     let owners = match source {
         CopySource::Context(_) => Owners::Fixed(0, 0),
@@ -57,10 +77,12 @@ pub fn source_digest(
     };
     let mut key = KeyWriter::new();
     key.bytes(b'V', b"kiln-copy-sources-v1");
+    let mut per_source = Vec::new();
     for src in &op.sources {
         if plan::is_git(src) || plan::is_url(src) {
             continue;
         }
+        key.part = Some(Sha256::new());
         key.bytes(b'S', src.as_bytes());
         let root = source.root().ok_or(CopyError::NoSource)?;
         for item in plan::local_items(root, src, op.parents, &exclude)? {
@@ -70,8 +92,12 @@ pub fn source_digest(
                 write_entry(&mut key, rel, entry, visit, owners, hasher, &mut links)
             })?;
         }
+        if let Some(part) = key.part.take() {
+            per_source.push((src.clone(), format!("sha256:{}", super::url::hex(&part.finalize()))));
+        }
     }
-    Ok(format!("sha256:{}", super::url::hex(&key.hasher.finalize())))
+    let total = format!("sha256:{}", super::url::hex(&key.hasher.finalize()));
+    Ok(SourceDigests { total, per_source })
 }
 
 fn write_entry(
@@ -116,24 +142,33 @@ fn write_entry(
     Ok(())
 }
 
-/// The canonical encoding, hashed as it is written.
+/// The canonical encoding, hashed as it is written (and into `part`, the current source's
+/// own digest, when set).
 struct KeyWriter {
     hasher: Sha256,
+    part: Option<Sha256>,
 }
 
 impl KeyWriter {
     fn new() -> Self {
-        KeyWriter { hasher: Sha256::new() }
+        KeyWriter { hasher: Sha256::new(), part: None }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        if let Some(part) = &mut self.part {
+            part.update(bytes);
+        }
     }
 
     fn bytes(&mut self, tag: u8, bytes: &[u8]) {
-        self.hasher.update([tag]);
-        self.hasher.update((bytes.len() as u64).to_le_bytes());
-        self.hasher.update(bytes);
+        self.update(&[tag]);
+        self.update(&(bytes.len() as u64).to_le_bytes());
+        self.update(bytes);
     }
 
     fn number(&mut self, tag: u8, value: u64) {
-        self.hasher.update([tag]);
-        self.hasher.update(value.to_le_bytes());
+        self.update(&[tag]);
+        self.update(&value.to_le_bytes());
     }
 }
