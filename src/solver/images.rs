@@ -9,11 +9,13 @@
 //! carry.
 
 use super::engine::ImageProvider;
+use super::progress::StepReporter;
 use crate::image::layout::{self, Layout, LayoutError, LayoutLocation};
 use crate::registry::client::RegistryClient;
 use crate::registry::image_config::ImageConfig as ConfigFile;
 use crate::registry::manifest::Descriptor;
 use crate::registry::reference::Reference;
+use indicatif::DecimalBytes;
 use kiln_cache::{Digest, LayerRef, Root};
 use kiln_frontend::graph::{Healthcheck, ImageConfig};
 use kiln_frontend::lower::{ImageResolver, ResolvedImage};
@@ -206,7 +208,7 @@ impl ImageProvider for Images<'_> {
         &self,
         reference: &str,
         platform: &Platform,
-        note: &dyn Fn(String),
+        report: &StepReporter<'_>,
     ) -> Result<(String, Vec<LayerRef>), String> {
         let image = self.resolve_image(reference, platform)?;
         let blobs = self.root.blobs();
@@ -228,7 +230,11 @@ impl ImageProvider for Images<'_> {
                     ));
                 }
                 Origin::Registry(reference) => {
-                    note(format!("pulling {} layer(s), {} bytes", missing.len(), total));
+                    report.note(format!(
+                        "pulling {} layer(s), {}",
+                        missing.len(),
+                        DecimalBytes(total)
+                    ));
                     self.client
                         .fetch_blobs(
                             reference,
@@ -242,19 +248,22 @@ impl ImageProvider for Images<'_> {
                                     .map(|_| ())
                                     .map_err(std::io::Error::other)
                             },
-                            &|_| {},
+                            &|p| report.bytes(&p.descriptor.digest.to_string(), p.done, p.total),
                         )
                         .map_err(|e| e.to_string())?;
                 }
                 Origin::Layout(layout) => {
-                    note(format!(
-                        "copying {} layer(s), {} bytes, from the layout",
+                    report.note(format!(
+                        "copying {} layer(s), {}, from {}",
                         missing.len(),
-                        total
+                        DecimalBytes(total),
+                        layout.dir().display()
                     ));
                     for descriptor in &missing {
+                        let id = descriptor.digest.to_string();
+                        let progress = |n| report.bytes(&id, n, descriptor.size);
                         layout
-                            .import_blob(descriptor, &blobs, &|_| {})
+                            .import_blob(descriptor, &blobs, &progress)
                             .map_err(|e| e.to_string())?;
                     }
                 }
