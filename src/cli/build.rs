@@ -11,7 +11,7 @@ use crate::registry::client::{ClientOptions, RegistryClient};
 use crate::registry::reference::Reference;
 use crate::solver::engine::{Engine, EngineOptions, SecretSource, StepOutput};
 use crate::solver::images::Images;
-use crate::solver::progress::{Event, Printer, ProgressMode, ProgressSink};
+use crate::solver::progress::{Event, Printer, ProgressMode, ProgressSink, StepTimer};
 use crate::solver::schedule::run_graph;
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -197,30 +197,51 @@ pub fn run(
         })
         .collect();
     let blobs = root.blobs();
-    printer.emit(Event::Message { text: format!("exporting to {} output(s)", outputs.len()) });
     let exporter = Exporter::new(&blobs, root.path().join("tmp"), created)
         .source_date_epoch(source_date_epoch)
         .store(&root);
     let mut last = None;
     let mut image_id = None;
-    for output in &outputs {
-        let options = output.image().cloned().unwrap_or_default();
-        let output_names = if options.names.is_empty() {
-            names.clone()
-        } else {
-            options
-                .names
-                .iter()
-                .map(|n| {
-                    Reference::parse(n)
-                        .map(|r| r.to_string())
-                        .map_err(|e| anyhow::anyhow!("invalid name {n:?}: {e}"))
-                })
-                .collect::<anyhow::Result<_>>()?
+    for (i, output) in outputs.iter().enumerate() {
+        // Each output is a progress step after the graph's, as BuildKit shows its exporters.
+        let step = graph.steps.len() + 1 + i;
+        let timer = StepTimer::start(&printer, step, export_step_name(output));
+        let exported = (|| {
+            let options = output.image().cloned().unwrap_or_default();
+            let output_names = if options.names.is_empty() {
+                names.clone()
+            } else {
+                options
+                    .names
+                    .iter()
+                    .map(|n| {
+                        Reference::parse(n)
+                            .map(|r| r.to_string())
+                            .map_err(|e| anyhow::anyhow!("invalid name {n:?}: {e}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let image = prepare_image(&options, &config, &stored, output_names, &blobs, &blobs)?;
+            let response = exporter.export(output, &image)?;
+            anyhow::Ok((image, response))
+        })();
+        let (image, response) = match exported {
+            Ok(done) => done,
+            Err(err) => {
+                printer.emit(Event::Failed { step, error: format!("{err:#}") });
+                return Err(err);
+            }
         };
-        let image = prepare_image(&options, &config, &stored, output_names, &blobs, &blobs)?;
+        if output.produces_image() {
+            let note = |text: String| printer.emit(Event::Note { step, text });
+            note(format!("writing image {} done", image.manifest_digest));
+            for name in &image.names {
+                note(format!("naming to {name} done"));
+            }
+        }
+        timer.done();
         image_id = Some((image.config_digest, image.manifest_digest));
-        last = Some(exporter.export(output, &image)?);
+        last = Some(response);
     }
     if let Some(response) = &last {
         if let Some(path) = &args.iidfile {
@@ -240,6 +261,17 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// BuildKit's name for an exporter's progress step.
+fn export_step_name(output: &Output) -> &'static str {
+    match output {
+        Output::Oci { .. } => "exporting to oci image format",
+        Output::Docker { .. } => "exporting to docker image format",
+        Output::Local { .. } => "exporting to client directory",
+        Output::Tar { .. } => "exporting to client tarball",
+        Output::Image { .. } | Output::Registry { .. } => "exporting to image",
+    }
 }
 
 fn source_date_epoch(build_args: &BTreeMap<String, String>) -> anyhow::Result<Option<i64>> {

@@ -10,7 +10,10 @@ mod debug;
 mod debug_identity;
 mod debug_run;
 mod diagnostic;
+mod images;
 mod plan;
+mod rmi;
+mod save;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,6 +56,12 @@ enum Command {
     /// Manage the build cache and store: du, prune, verify
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// List the images in the local store
+    Images(images::ImagesArgs),
+    /// Remove tags from the local store (blobs go at the next `kiln cache prune`)
+    Rmi(rmi::RmiArgs),
+    /// Write an image of the local store as an OCI or docker archive
+    Save(save::SaveArgs),
     /// Internal: the sandbox helper kiln re-executes itself as (spec on descriptor 3)
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit,
@@ -65,6 +74,8 @@ impl Command {
         match self {
             Command::Build(_) | Command::Cache(_) => true,
             Command::Debug(cmd) => cmd.needs_root_in_userns(),
+            // They read the store and rewrite index.json: no id range needed.
+            Command::Images(_) | Command::Rmi(_) | Command::Save(_) => false,
             Command::SandboxInit => false,
         }
     }
@@ -95,6 +106,9 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(*args, cli.root.as_deref(), &cli.insecure_registries),
         Command::Debug(cmd) => debug::run(cmd),
         Command::Cache(cmd) => cache::run(cmd, cli.root.as_deref()),
+        Command::Images(args) => images::run(args, cli.root.as_deref()),
+        Command::Rmi(args) => rmi::run(args, cli.root.as_deref()),
+        Command::Save(args) => save::run(args, cli.root.as_deref()),
         Command::SandboxInit => return ExitCode::from(crate::sandbox::init::main() as u8),
     };
     match result {

@@ -8,6 +8,8 @@
 //! - [`manifest`]: [`Manifest`], [`Index`], [`Descriptor`] in OCI or Docker media types.
 //! - [`assembled`]: [`ExportImage`], a finished image's exact bytes and layers.
 //! - [`store`]: [`store_image`], kiln's default output.
+//! - [`layout`]: reading images out of OCI image layouts (`oci-layout://` build contexts,
+//!   kiln's store); [`local`]: the store's tagged images read back (`kiln images`, `save`).
 //! - [`canonical`]: the byte form of every JSON document kiln writes.
 //! - [`time`]: [`Timestamp`], the build time as configs write it.
 //!
@@ -32,6 +34,8 @@ pub mod assembled;
 pub mod canonical;
 pub mod config;
 pub mod derive;
+pub mod layout;
+pub mod local;
 pub mod manifest;
 pub mod store;
 pub mod time;

@@ -147,6 +147,83 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Reads an RFC 3339 time as image configs write it (`2024-01-02T03:04:05Z`, with an
+    /// optional fraction and a `Z` or `±hh:mm` offset; a lowercase `t`/`z` or a space for
+    /// the `T` is accepted too). `None` for anything else or outside years 0000-9999.
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let bytes = text.as_bytes();
+        let number = |range: std::ops::Range<usize>| -> Option<i64> {
+            let digits = text.get(range)?;
+            digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse().ok())?
+        };
+        if bytes.len() < 20
+            || bytes[4] != b'-'
+            || bytes[7] != b'-'
+            || !matches!(bytes[10], b'T' | b't' | b' ')
+            || bytes[13] != b':'
+            || bytes[16] != b':'
+        {
+            return None;
+        }
+        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > month_days[(month - 1) as usize]
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return None;
+        }
+        let mut rest = &text[19..];
+        let mut nanos = 0u32;
+        if let Some(fraction) = rest.strip_prefix('.') {
+            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            for (i, b) in fraction.bytes().take(digits.min(9)).enumerate() {
+                nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+            }
+            rest = &fraction[digits..];
+        }
+        let offset = match rest.as_bytes() {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let field = |a: u8, b: u8| -> Option<i64> {
+                    (a.is_ascii_digit() && b.is_ascii_digit())
+                        .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+                };
+                let (hours, minutes) = (field(*h1, *h2)?, field(*m1, *m2)?);
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                let seconds = hours * 3600 + minutes * 60;
+                if *sign == b'-' { -seconds } else { seconds }
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(year, month as u32, day as u32);
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset;
+        Timestamp::from_unix_nanos(secs, nanos).ok()
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_index = i64::from(if month > 2 { month - 3 } else { month + 9 });
+    let day_of_year = (153 * month_index + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, valid for every day a `Timestamp` can hold).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -244,6 +321,43 @@ mod tests {
             assert!(next_day || next_month || next_year, "{previous:?} -> {:?}", (y, m, d));
             assert_eq!(days_from_civil(y, m, d), days);
             previous = (y, m, d);
+        }
+    }
+
+    #[test]
+    fn parses_what_configs_write() {
+        let cases: &[(&str, i64, u32)] = &[
+            ("2023-11-14T22:13:20Z", 1_700_000_000, 0),
+            ("2023-11-14T22:13:20.5Z", 1_700_000_000, 500_000_000),
+            ("2023-11-14T22:13:20.123456789123Z", 1_700_000_000, 123_456_789),
+            ("2023-11-14T23:13:20+01:00", 1_700_000_000, 0),
+            ("2023-11-14T21:43:20-00:30", 1_700_000_000, 0),
+            ("2023-11-14t22:13:20z", 1_700_000_000, 0),
+            ("1970-01-01T00:00:00Z", 0, 0),
+            ("2000-02-29T00:00:00Z", 951_782_400, 0),
+            ("0000-01-01T00:00:00Z", MIN_SECS, 0),
+        ];
+        for &(text, secs, nanos) in cases {
+            assert_eq!(Timestamp::parse_rfc3339(text), Some(at(secs, nanos)), "{text}");
+        }
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-13-14T22:13:20Z",
+            "2023-02-29T22:13:20Z",
+            "2023-11-14T24:13:20Z",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+0100",
+            "+023-11-14T22:13:20Z",
+            "2023-11-14T22:13:20Zjunk",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+        // Every day of four centuries round-trips through formatting.
+        for days in (-25_567..120_000).step_by(7) {
+            let time = at(days * 86_400 + 3_723, 0);
+            assert_eq!(Timestamp::parse_rfc3339(&time.rfc3339()), Some(time));
         }
     }
 

@@ -9,7 +9,7 @@
 
 use super::fs_steps::{self, ContextFiles, Source};
 use super::key::{self, CacheKey};
-use super::progress::{Event, ProgressSink, StepTimer, Stream as ProgressStream};
+use super::progress::{Event, ProgressSink, StepReporter, StepTimer, Stream as ProgressStream};
 use super::rootfs::{Layer, Rootfs, SnapshotError, load_layers};
 use super::schedule::StepRunner;
 use crate::layer::Compression;
@@ -43,12 +43,12 @@ impl StepOutput {
 /// Fetches image layers into the store: the engine's view of registries and the local store.
 pub trait ImageProvider: Sync {
     /// The digest `reference` resolves to for `platform`, and its layers (blobs present in the
-    /// store when this returns).
+    /// store when this returns). Transfers are reported through `report`.
     fn layers(
         &self,
         reference: &str,
         platform: &Platform,
-        note: &dyn Fn(String),
+        report: &StepReporter<'_>,
     ) -> Result<(String, Vec<LayerRef>), String>;
 }
 
@@ -160,9 +160,9 @@ impl Engine<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<StepOutput, BuildError> {
-        let note = |text: String| self.progress.emit(Event::Note { step: step.0 + 1, text });
+        let report = StepReporter::new(self.progress, step.0 + 1);
         let (digest, refs) =
-            self.images.layers(reference, platform, &note).map_err(|e| self.fail(step, e))?;
+            self.images.layers(reference, platform, &report).map_err(|e| self.fail(step, e))?;
         let layers = load_layers(self.root, &refs)
             .map_err(|e: SnapshotError| self.fail(step, e))?
             .ok_or_else(|| self.fail(step, "a layer blob vanished from the store"))?;

@@ -2,17 +2,20 @@
 //! fetched into the store when a step needs their layers.
 //!
 //! Lookup order for a reference: kiln's local image store (images built earlier with `-t`),
-//! then the registry. Every manifest and config met is kept in the blob store by its digest,
+//! then the registry. `oci-layout://DIR[:TAG][@DIGEST]` (a `--build-context` naming an OCI
+//! layout) is read from that layout, every blob verified as it is copied into the store. Every manifest and config met is kept in the blob store by its digest,
 //! so exports and pushes can refer to base layers. Resolved images are remembered under the
 //! pinned reference handed to lowering (`name:tag@sha256:...`), which is what graph steps
 //! carry.
 
 use super::engine::ImageProvider;
+use super::progress::StepReporter;
+use crate::image::layout::{self, Layout, LayoutError, LayoutLocation};
 use crate::registry::client::RegistryClient;
 use crate::registry::image_config::ImageConfig as ConfigFile;
-use crate::registry::manifest::{Descriptor, ImageManifest, ManifestKind, parse_manifest};
-use crate::registry::platform_select::select_manifest;
+use crate::registry::manifest::Descriptor;
 use crate::registry::reference::Reference;
+use indicatif::DecimalBytes;
 use kiln_cache::{Digest, LayerRef, Root};
 use kiln_frontend::graph::{Healthcheck, ImageConfig};
 use kiln_frontend::lower::{ImageResolver, ResolvedImage};
@@ -20,17 +23,30 @@ use kiln_frontend::platform::Platform;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// How a named context's `oci-layout://DIR[:TAG][@DIGEST]` reaches the resolver.
+const OCI_LAYOUT_PREFIX: &str = "oci-layout://";
+
+/// Where a resolved image's blobs come from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// kiln's local store: every blob is there already.
+    Store,
+    /// A registry: layers are pulled when a step needs them.
+    Registry(Reference),
+    /// An OCI layout (`oci-layout://` build context): layers are copied in when needed.
+    Layout(Layout),
+}
+
 /// One resolved image.
 #[derive(Debug, Clone)]
 pub struct BaseImage {
+    /// What steps carry: `name:tag@sha256:...` or `oci-layout://DIR@sha256:...`.
     pub pinned: String,
-    pub reference: Reference,
+    pub origin: Origin,
     pub manifest_digest: String,
     pub config: ConfigFile,
     pub config_bytes: Vec<u8>,
     pub layers: Vec<Descriptor>,
-    /// Found in the local store (its blobs are all there) rather than a registry.
-    pub local: bool,
 }
 
 pub struct Images<'a> {
@@ -50,13 +66,15 @@ impl<'a> Images<'a> {
         if let Some(found) = self.resolved.lock().unwrap().get(&key) {
             return Ok(found.clone());
         }
-        if reference.starts_with("oci-layout://") {
-            return Err("oci-layout:// build contexts are not supported yet".into());
-        }
-        let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
-        let image = match self.find_in_store(&parsed, platform)? {
-            Some(image) => image,
-            None => self.pull_from_registry(&parsed, platform)?,
+        let image = match reference.strip_prefix(OCI_LAYOUT_PREFIX) {
+            Some(location) => self.find_in_layout(location, platform).map_err(|e| e.to_string())?,
+            None => {
+                let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
+                match self.find_in_store(&parsed, platform)? {
+                    Some(image) => image,
+                    None => self.pull_from_registry(&parsed, platform)?,
+                }
+            }
         };
         let mut resolved = self.resolved.lock().unwrap();
         resolved.insert(key, image.clone());
@@ -75,37 +93,41 @@ impl<'a> Images<'a> {
             None => store.resolve(&reference.to_string()).map_err(|e| e.to_string())?,
         };
         let Some(descriptor) = descriptor else { return Ok(None) };
-        let mut digest = Digest::parse(descriptor.digest().as_ref()).map_err(|e| e.to_string())?;
-        let blobs = self.root.blobs();
-        let manifest = loop {
-            let bytes = blobs.read_bytes(&digest).map_err(|e| e.to_string())?;
-            let (_, kind) = parse_manifest(&bytes, None).map_err(|e| e.to_string())?;
-            match kind {
-                ManifestKind::Image(image) => break (digest, *image),
-                ManifestKind::Index(index) => {
-                    let chosen = select_manifest(&index, platform, &reference.to_string())
-                        .map_err(|e| e.to_string())?;
-                    digest =
-                        Digest::parse(&chosen.digest.to_string()).map_err(|e| e.to_string())?;
-                }
-            }
-        };
-        let (manifest_digest, manifest): (Digest, ImageManifest) = manifest;
-        let config_digest =
-            Digest::parse(&manifest.config.digest.to_string()).map_err(|e| e.to_string())?;
-        let config_bytes = blobs.read_bytes(&config_digest).map_err(|e| e.to_string())?;
-        let config: ConfigFile = serde_json::from_slice(&config_bytes)
-            .map_err(|e| format!("image config {config_digest}: {e}"))?;
-        let pinned = format!("{reference}@{manifest_digest}");
+        let digest = descriptor.digest().as_ref().parse().map_err(|e| format!("{e}"))?;
+        let name = reference.to_string();
+        let image = layout::resolve(&self.root.blobs(), &digest, platform, &name)
+            .map_err(|e| e.to_string())?;
         Ok(Some(BaseImage {
-            pinned,
-            reference: reference.clone(),
-            manifest_digest: manifest_digest.to_string(),
-            config,
-            config_bytes,
-            layers: manifest.layers,
-            local: true,
+            pinned: format!("{reference}@{}", image.manifest_digest),
+            origin: Origin::Store,
+            manifest_digest: image.manifest_digest.to_string(),
+            config: image.config,
+            config_bytes: image.config_bytes,
+            layers: image.manifest.layers,
         }))
+    }
+
+    /// `oci-layout://DIR[:TAG][@DIGEST]`: the image in that layout. Its manifests and config
+    /// are copied into the store now (exports refer to them), its layers when a step runs.
+    fn find_in_layout(
+        &self,
+        location: &str,
+        platform: &Platform,
+    ) -> Result<BaseImage, LayoutError> {
+        let location = LayoutLocation::parse(location)?;
+        let layout = Layout::open(&location.dir)?;
+        let digest = layout.find(&location)?;
+        let name = format!("{OCI_LAYOUT_PREFIX}{}", location.dir.display());
+        let image = layout::resolve(&layout, &digest, platform, &name)?;
+        image.store_documents(&self.root.blobs())?;
+        Ok(BaseImage {
+            pinned: format!("{name}@{}", image.digest),
+            origin: Origin::Layout(layout),
+            manifest_digest: image.digest.to_string(),
+            config: image.config,
+            config_bytes: image.config_bytes,
+            layers: image.manifest.layers,
+        })
     }
 
     fn pull_from_registry(
@@ -124,12 +146,11 @@ impl<'a> Images<'a> {
         let base = name.split('@').next().unwrap_or(&name).to_string();
         Ok(BaseImage {
             pinned: format!("{base}@{digest}"),
-            reference: reference.clone(),
             manifest_digest: digest,
             config: resolved.config.config.clone(),
             config_bytes: resolved.config.bytes.clone(),
             layers: resolved.image.layers.clone(),
-            local: false,
+            origin: Origin::Registry(reference.clone()),
         })
     }
 }
@@ -187,7 +208,7 @@ impl ImageProvider for Images<'_> {
         &self,
         reference: &str,
         platform: &Platform,
-        note: &dyn Fn(String),
+        report: &StepReporter<'_>,
     ) -> Result<(String, Vec<LayerRef>), String> {
         let image = self.resolve_image(reference, platform)?;
         let blobs = self.root.blobs();
@@ -200,33 +221,59 @@ impl ImageProvider for Images<'_> {
             .cloned()
             .collect();
         if !missing.is_empty() {
-            if image.local {
-                return Err(format!(
-                    "image {} is missing layers in the local store: run `kiln cache verify`",
-                    image.reference
-                ));
-            }
             let total: u64 = missing.iter().map(|d| d.size).sum();
-            note(format!("pulling {} layer(s), {} bytes", missing.len(), total));
-            self.client
-                .fetch_blobs(
-                    &image.reference,
-                    &missing,
-                    |_| blobs.writer().map_err(std::io::Error::other),
-                    |d, writer| {
-                        let expected =
-                            Digest::parse(&d.digest.to_string()).map_err(std::io::Error::other)?;
-                        writer.commit(Some(&expected)).map(|_| ()).map_err(std::io::Error::other)
-                    },
-                    &|_| {},
-                )
-                .map_err(|e| e.to_string())?;
+            match &image.origin {
+                Origin::Store => {
+                    return Err(format!(
+                        "image {} is missing layers in the local store: run `kiln cache verify`",
+                        image.pinned
+                    ));
+                }
+                Origin::Registry(reference) => {
+                    report.note(format!(
+                        "pulling {} layer(s), {}",
+                        missing.len(),
+                        DecimalBytes(total)
+                    ));
+                    self.client
+                        .fetch_blobs(
+                            reference,
+                            &missing,
+                            |_| blobs.writer().map_err(std::io::Error::other),
+                            |d, writer| {
+                                let expected = Digest::parse(&d.digest.to_string())
+                                    .map_err(std::io::Error::other)?;
+                                writer
+                                    .commit(Some(&expected))
+                                    .map(|_| ())
+                                    .map_err(std::io::Error::other)
+                            },
+                            &|p| report.bytes(&p.descriptor.digest.to_string(), p.done, p.total),
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
+                Origin::Layout(layout) => {
+                    report.note(format!(
+                        "copying {} layer(s), {}, from {}",
+                        missing.len(),
+                        DecimalBytes(total),
+                        layout.dir().display()
+                    ));
+                    for descriptor in &missing {
+                        let id = descriptor.digest.to_string();
+                        let progress = |n| report.bytes(&id, n, descriptor.size);
+                        layout
+                            .import_blob(descriptor, &blobs, &progress)
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
         }
         let diff_ids = &image.config.rootfs.diff_ids;
         if diff_ids.len() != image.layers.len() {
             return Err(format!(
                 "image {}: {} layers but {} diff_ids",
-                image.reference,
+                image.pinned,
                 image.layers.len(),
                 diff_ids.len()
             ));

@@ -3,13 +3,18 @@
 //! The solver only emits [`Event`]s through a [`ProgressSink`]; how they look is the printer's
 //! business. Printers: `plain` (one line per event, BuildKit's `--progress=plain` shape:
 //! `#N [stage i/n] INSTRUCTION`, `#N CACHED`, `#N DONE 0.3s`, RUN output prefixed `#N `),
-//! `rawjson` (one JSON object per event), `quiet` (nothing but errors), and `tty`, which
-//! for now prints what `plain` prints (a live display on terminals is not written yet).
+//! `rawjson` (one JSON object per event), `quiet` (nothing but errors), and `tty`, a live
+//! display ([`tty`]) used when stderr is a terminal (`tty` asked for without one gives
+//! `plain`). Byte counts of transfers ([`Event::Progress`]) are drawn as bars by `tty`;
+//! `plain` prints a transfer once, when it completes, and `rawjson` its start and end.
 //! Invariant: a printer never writes secrets: RUN output is printed as the command wrote it,
 //! and nothing else that reaches a printer carries secret values.
 
+pub mod tty;
+
+use indicatif::{DecimalBytes, ProgressDrawTarget};
 use serde::Serialize;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,8 @@ pub enum Event {
     Output { step: usize, stream: Stream, text: String },
     /// A note about the step: "pulling sha256:... 12 MB", "exporting layer".
     Note { step: usize, text: String },
+    /// Bytes of a transfer (a layer pulled or copied in): `current` of `total`.
+    Progress { step: usize, id: String, current: u64, total: u64 },
     /// It finished.
     Done { step: usize, seconds: f64 },
     /// It failed.
@@ -72,11 +79,35 @@ pub struct Printer<W: Write + Send> {
     mode: ProgressMode,
     out: Mutex<W>,
     started: Instant,
+    /// The live display, in `Tty` mode.
+    display: Option<tty::TtyDisplay>,
 }
 
 impl<W: Write + Send> Printer<W> {
+    /// A printer writing to `out`; in `Tty` mode a live display on stderr when stderr is a
+    /// terminal, else plain lines on `out`.
     pub fn new(mode: ProgressMode, out: W) -> Self {
-        Printer { mode, out: Mutex::new(out), started: Instant::now() }
+        if mode == ProgressMode::Tty && std::io::stderr().is_terminal() {
+            let width = console::Term::stderr().size().1;
+            return Printer::with_display(ProgressDrawTarget::stderr(), usize::from(width), out);
+        }
+        let mode = if mode == ProgressMode::Tty { ProgressMode::Plain } else { mode };
+        Printer { mode, out: Mutex::new(out), started: Instant::now(), display: None }
+    }
+
+    /// A `Tty` printer drawing on `target`, `width` columns wide (a fake terminal in tests).
+    pub fn with_display(target: ProgressDrawTarget, width: usize, out: W) -> Self {
+        Printer {
+            mode: ProgressMode::Tty,
+            out: Mutex::new(out),
+            started: Instant::now(),
+            display: Some(tty::TtyDisplay::new(target, width)),
+        }
+    }
+
+    /// The mode in effect (`Tty` asked for without a terminal is `Plain`).
+    pub fn mode(&self) -> ProgressMode {
+        self.mode
     }
 
     pub fn into_inner(self) -> W {
@@ -92,6 +123,12 @@ impl<W: Write + Send> Printer<W> {
                 text.split('\n').map(|l| format!("#{step} {l}")).collect::<Vec<_>>().join("\n")
             }
             Event::Note { step, text } => format!("#{step} {text}"),
+            Event::Progress { step, id, current, total } => {
+                if current < total {
+                    return None;
+                }
+                format!("#{step} {id} {} / {} done", DecimalBytes(*current), DecimalBytes(*total))
+            }
             Event::Done { step, seconds } => format!("#{step} DONE {seconds:.1}s"),
             Event::Failed { step, error } => format!("#{step} ERROR: {error}"),
             Event::Message { text } => text.clone(),
@@ -104,6 +141,12 @@ impl<W: Write + Send> ProgressSink for Printer<W> {
         let line = match self.mode {
             ProgressMode::Quiet => return,
             ProgressMode::RawJson => {
+                if let Event::Progress { current, total, .. } = &event
+                    && *current != 0
+                    && current < total
+                {
+                    return;
+                }
                 let mut value = serde_json::to_value(&event).unwrap_or_default();
                 if let Some(object) = value.as_object_mut() {
                     let elapsed = self.started.elapsed().as_secs_f64();
@@ -111,13 +154,40 @@ impl<W: Write + Send> ProgressSink for Printer<W> {
                 }
                 Some(value.to_string())
             }
-            ProgressMode::Plain | ProgressMode::Tty => self.plain_line(&event),
+            ProgressMode::Plain => self.plain_line(&event),
+            ProgressMode::Tty => {
+                if let Some(display) = &self.display {
+                    display.show(&event);
+                }
+                return;
+            }
         };
         if let Some(line) = line {
             let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
         }
+    }
+}
+
+/// What a running step reports besides its outcome: notes and transfer byte counts.
+pub struct StepReporter<'a> {
+    sink: &'a dyn ProgressSink,
+    step: usize,
+}
+
+impl<'a> StepReporter<'a> {
+    pub fn new(sink: &'a dyn ProgressSink, step: usize) -> Self {
+        StepReporter { sink, step }
+    }
+
+    pub fn note(&self, text: String) {
+        self.sink.emit(Event::Note { step: self.step, text });
+    }
+
+    /// `current` of `total` bytes of the transfer `id` (a blob digest) are done.
+    pub fn bytes(&self, id: &str, current: u64, total: u64) {
+        self.sink.emit(Event::Progress { step: self.step, id: id.to_string(), current, total });
     }
 }
 
@@ -185,6 +255,33 @@ mod tests {
         assert_eq!(lines[0]["event"], "cached");
         assert_eq!(lines[0]["step"], 1);
         assert_eq!(lines[1]["text"], "x");
+    }
+
+    #[test]
+    fn transfers_print_once_in_plain_and_twice_in_rawjson() {
+        let events = || {
+            [0, 400, 1000].map(|current| Event::Progress {
+                step: 2,
+                id: "sha256:abc".into(),
+                current,
+                total: 1000,
+            })
+        };
+        let plain = render(ProgressMode::Plain, events().to_vec());
+        assert_eq!(plain, "#2 sha256:abc 1.00 kB / 1.00 kB done\n");
+        let json = render(ProgressMode::RawJson, events().to_vec());
+        assert_eq!(json.lines().count(), 2, "start and end: {json}");
+    }
+
+    #[test]
+    fn tty_without_a_terminal_is_plain() {
+        if std::io::stderr().is_terminal() {
+            return;
+        }
+        let printer = Printer::new(ProgressMode::Tty, Vec::new());
+        assert_eq!(printer.mode(), ProgressMode::Plain);
+        printer.emit(Event::Cached { step: 1 });
+        assert_eq!(String::from_utf8(printer.into_inner()).unwrap(), "#1 CACHED\n");
     }
 
     #[test]
