@@ -51,67 +51,6 @@ impl Timestamp {
         }
     }
 
-    /// Reads RFC 3339 as image configs write it (`2024-01-02T03:04:05.5Z`, or with a
-    /// `+01:00`-style offset); `None` when the text is not such a time.
-    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-        let bytes = text.as_bytes();
-        let number = |range: std::ops::Range<usize>| -> Option<i64> {
-            let digits = bytes.get(range)?;
-            digits
-                .iter()
-                .all(u8::is_ascii_digit)
-                .then(|| digits.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-        };
-        let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
-        if separators.iter().any(|&(i, c)| bytes.get(i) != Some(&c))
-            || !matches!(bytes.get(10), Some(b'T' | b't' | b' '))
-        {
-            return None;
-        }
-        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-        if !(1..=12).contains(&month)
-            || !(1..=31).contains(&day)
-            || hour > 23
-            || minute > 59
-            || second > 60
-        {
-            return None;
-        }
-        let mut rest = &text[19..];
-        let mut nanos = 0u32;
-        if let Some(fraction) = rest.strip_prefix('.') {
-            let len = fraction.bytes().take_while(u8::is_ascii_digit).count();
-            if len == 0 {
-                return None;
-            }
-            let digits = &fraction[..len.min(9)];
-            nanos = digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32);
-            rest = &fraction[len..];
-        }
-        let offset = match rest.as_bytes() {
-            [b'Z' | b'z'] => 0,
-            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-                let hours =
-                    i64::from(h1.checked_sub(b'0')?) * 10 + i64::from(h2.checked_sub(b'0')?);
-                let minutes =
-                    i64::from(m1.checked_sub(b'0')?) * 10 + i64::from(m2.checked_sub(b'0')?);
-                if hours > 23
-                    || minutes > 59
-                    || [h1, h2, m1, m2].iter().any(|d| !d.is_ascii_digit())
-                {
-                    return None;
-                }
-                let seconds = hours * 3600 + minutes * 60;
-                if *sign == b'+' { seconds } else { -seconds }
-            }
-            _ => return None,
-        };
-        let days = days_from_civil(year, month as u32, day as u32);
-        let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset;
-        Timestamp::from_unix_nanos(secs, nanos).ok()
-    }
-
     /// Seconds since the Unix epoch.
     pub fn unix_secs(&self) -> i64 {
         self.secs
@@ -239,19 +178,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_from_days`]).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
