@@ -20,12 +20,7 @@ fn kiln() -> PathBuf {
 
 /// Root is needed for the sandbox's full id range in these tests (rootless has its own test).
 fn ready() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        assert!(!tools::e2e_required(), "the build tests need root (KILN_E2E=1)");
-        eprintln!("skipping: the build tests need root");
-        return false;
-    }
-    tools::available(TOOLS)
+    tools::root_and_available("the build tests", TOOLS)
 }
 
 struct Build {

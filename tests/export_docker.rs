@@ -3,25 +3,13 @@
 //! with kiln's config, and `skopeo inspect docker-archive:` reads `manifest.json`. Needs
 //! `podman` and `skopeo` (mandatory when KILN_E2E=1).
 
+mod common;
 mod export_support;
 
+use common::podman::podman;
 use export_support::{Fixture, NAME, have_tool, run};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Command;
-
-fn podman(store: &Path) -> Command {
-    let mut cmd = Command::new("podman");
-    cmd.arg("--root").arg(store.join("root")).arg("--runroot").arg(store.join("runroot")).args([
-        "--storage-driver",
-        "vfs",
-        "--events-backend",
-        "none",
-        "--cgroup-manager",
-        "cgroupfs",
-    ]);
-    cmd
-}
 
 #[test]
 fn podman_loads_the_docker_archive() {

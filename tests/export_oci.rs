@@ -3,6 +3,7 @@
 //! of that layout gives the same root filesystem as kiln's `type=local` output. Needs
 //! `skopeo` and `umoci` (mandatory when KILN_E2E=1).
 
+mod common;
 mod export_support;
 
 use export_support::{Fixture, NAME, expected_paths, have_tool, is_root, run, tree};

@@ -1,6 +1,7 @@
 //! `type=tar` and `type=local`: the flattened root filesystem, checked with GNU `tar -tvf`
 //! (an independent reader of the stream) and against the tree on disk.
 
+mod common;
 mod export_support;
 
 use export_support::{CREATED, Fixture, expected_paths, have_tool, is_root, run, tree};

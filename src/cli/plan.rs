@@ -126,7 +126,8 @@ fn read_dockerignore(context: &Path, dockerfile: &str) -> anyhow::Result<Vec<Str
             Ok(text) => {
                 let ignore = IgnoreFile::parse(&text)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                return Ok(ignore.patterns().iter().map(|p| p.text().to_string()).collect());
+                // Display keeps an exception's `!` (`text` is the pattern without it).
+                return Ok(ignore.patterns().iter().map(ToString::to_string).collect());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -173,4 +174,19 @@ pub fn parse_named_contexts(values: &[String]) -> anyhow::Result<BTreeMap<String
         out.insert(name.to_string(), context);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_dockerignore;
+
+    #[test]
+    fn dockerignore_exceptions_keep_their_bang() {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(context.path().join(".dockerignore"), "# c\n*.env\n!keep.env\n/logs/\n")
+            .unwrap();
+        let dockerfile = context.path().join("Dockerfile").display().to_string();
+        let patterns = read_dockerignore(context.path(), &dockerfile).unwrap();
+        assert_eq!(patterns, ["*.env", "!keep.env", "logs"]);
+    }
 }

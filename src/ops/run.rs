@@ -2,12 +2,13 @@
 //! directory becomes the new layer (written as a deterministic tar) and that layer's
 //! snapshot.
 //!
-//! Invariants: the layer never contains the sandbox's mount stubs or the targets of RUN
-//! mounts; a failing command leaves no blob, record or snapshot behind (its scratch
-//! directory is removed); secrets reach the command only through mounts or its environment,
-//! never through the layer or anything the caller stores.
+//! Invariants: the layer never contains a mount stub (a mount target the sandbox created,
+//! `/etc/hosts` or a RUN mount's) that is still empty after the run; a failing command
+//! leaves no blob, record or snapshot behind (its scratch directory is removed); secrets
+//! reach the command only through mounts or its environment, never through the layer or
+//! anything the caller stores.
 
-use crate::layer::{Compression, DiffSource, Exclude, WriteOptions, write_layer};
+use crate::layer::{Compression, DiffSource, WriteOptions, write_layer};
 use crate::sandbox::{
     ExitStatus, Mount, NetworkMode, ProcessSpec, RootfsMode, RootfsModeRequest, RootfsSpec,
     Sandbox, SandboxError, SandboxSpec, Stream,
@@ -115,18 +116,12 @@ pub fn run(
     if let RootfsMode::Copy { .. } = result.rootfs_mode {
         return Err(RunError::CopyModeUnsupported);
     }
-    // Stubs the command wrote into stay in the upper dir: keep them out of layer and snapshot.
-    let mut exclude = Exclude::new();
-    for stub in result.stubs.iter().filter(|s| !s.removed) {
-        let relative = stub.path.trim_start_matches('/');
-        exclude.insert(relative);
-        let path = upper.join(relative);
-        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-    }
+    // The sandbox removed every stub that is still empty. One the command filled (a `/etc`
+    // made for `/etc/hosts` on a base without `/etc`, then given `/etc/passwd`) is the
+    // command's output now and stays in the layer, as BuildKit's MountStubsCleaner leaves it.
     let options = WriteOptions {
         compression: request.compression,
         source_date_epoch: request.source_date_epoch,
-        exclude,
         ..Default::default()
     };
     store_dir_as_layer(root, &upper, DiffSource::OverlayUpper(&upper), &options)

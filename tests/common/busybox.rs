@@ -100,6 +100,14 @@ pub fn push_busybox(
     push_image(registry, repository, tag, &busybox_spec(host_architecture(), None), options)
 }
 
+/// The busybox image in [`TestRegistry::shared`], pushed once per test binary.
+pub fn shared_busybox() -> &'static Pushed {
+    static BASE: std::sync::OnceLock<Pushed> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        push_busybox(TestRegistry::shared(), "busybox", "latest", &CopyOptions::default())
+    })
+}
+
 /// Pushes an index with one busybox image per `(architecture, variant)`: the same layer,
 /// a config (and so a manifest) per platform.
 pub fn push_multi_platform(

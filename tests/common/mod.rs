@@ -17,9 +17,12 @@
 //! unless `KILN_E2E=1` (set by `scripts/test`), where a missing tool fails the test.
 #![allow(dead_code)]
 
+pub mod at_exit;
 pub mod busybox;
 pub mod http;
+pub mod kiln;
 pub mod oci;
+pub mod podman;
 pub mod processes;
 pub mod proxy;
 pub mod registry;
@@ -29,4 +32,5 @@ pub mod tls;
 pub mod token_server;
 pub mod tools;
 pub mod tree;
+pub mod unpack;
 pub mod users;

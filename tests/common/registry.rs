@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub struct TestRegistry {
@@ -34,7 +35,36 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+static SHARED: OnceLock<TestRegistry> = OnceLock::new();
+
 impl TestRegistry {
+    /// A plain registry shared by every test of the test binary: started on first use,
+    /// stopped and its storage removed when the process exits.
+    pub fn shared() -> &'static TestRegistry {
+        SHARED.get_or_init(|| {
+            // The parent-death signal follows the *thread* that started the registry, and
+            // libtest ends a test's thread with the test: start it from one that never ends.
+            let (sender, receiver) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = sender.send(TestRegistry::plain());
+                loop {
+                    std::thread::park();
+                }
+            });
+            let registry = receiver.recv().expect("the shared registry started");
+            super::at_exit::on_exit(|| SHARED.get().map_or((), TestRegistry::stop));
+            registry
+        })
+    }
+
+    /// Kills the registry and removes its storage, for a registry that is never dropped.
+    fn stop(&self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+
     pub fn plain() -> TestRegistry {
         TestRegistry::start(Options::default())
     }

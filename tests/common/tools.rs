@@ -38,5 +38,31 @@ pub fn available(tools: &[&str]) -> bool {
     false
 }
 
+/// True when the test runs as root and every tool is there; otherwise says why and returns
+/// false, or panics when `KILN_E2E=1`. `what` names the tests in the message.
+#[track_caller]
+pub fn root_and_available(what: &str, tools: &[&str]) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        assert!(!e2e_required(), "{what} need root (KILN_E2E=1)");
+        eprintln!("skipping: {what} need root");
+        return false;
+    }
+    available(tools)
+}
+
 /// The tools a registry test needs.
 pub const REGISTRY_TOOLS: &[&str] = &["docker-registry", "skopeo", "setpriv", "/bin/busybox"];
+
+/// Runs `command`; its stdout when it succeeds, else the test fails with its stderr.
+#[track_caller]
+pub fn stdout_of(command: &mut std::process::Command) -> String {
+    let output = command.output().unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}

@@ -247,9 +247,7 @@ pub fn compress(data: &[u8], how: &str) -> Vec<u8> {
 /// The listing of the tree under `root` (see the module docs), with the host directory's
 /// path (absolute, or relative as it appears inside the root) written `{HOST}`.
 pub fn listing(root: &Path, host: &Path, only_files: bool) -> String {
-    let mut lines = Vec::new();
-    let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
-    list_into(root, root, &mut lines, &mut inodes);
+    let lines = listing_lines(root, Times::All);
     let host_abs = host.to_str().unwrap();
     let host_rel = host_abs.trim_start_matches('/');
     lines
@@ -260,9 +258,29 @@ pub fn listing(root: &Path, host: &Path, only_files: bool) -> String {
         .join("\n")
 }
 
+/// Which modification times a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    All,
+    /// Not those of directories (they change while a tree is unpacked into them).
+    NotDirs,
+    /// None: for trees made by different tools at different times.
+    None,
+}
+
+/// The lines of the listing of the tree under `root` (see the module docs), with the
+/// modification times `times` asks for (a line without one lacks that field).
+pub fn listing_lines(root: &Path, times: Times) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
+    list_into(root, root, times, &mut lines, &mut inodes);
+    lines
+}
+
 fn list_into(
     root: &Path,
     dir: &Path,
+    times: Times,
     lines: &mut Vec<String>,
     inodes: &mut HashMap<(u64, u64), String>,
 ) {
@@ -272,12 +290,17 @@ fn list_into(
         let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
         let md = fs::symlink_metadata(&path).unwrap();
         let ft = md.file_type();
-        let meta = format!("{:04o} {}:{} {}", md.mode() & 0o7777, md.uid(), md.gid(), md.mtime());
+        let mtime = match times {
+            Times::All => format!(" {}", md.mtime()),
+            Times::NotDirs if !ft.is_dir() => format!(" {}", md.mtime()),
+            _ => String::new(),
+        };
+        let meta = format!("{:04o} {}:{}{mtime}", md.mode() & 0o7777, md.uid(), md.gid());
         let mut line = if ft.is_dir() {
             format!("d {meta} {rel}")
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).unwrap();
-            format!("l {}:{} {} {rel} -> {}", md.uid(), md.gid(), md.mtime(), target.display())
+            format!("l {}:{}{mtime} {rel} -> {}", md.uid(), md.gid(), target.display())
         } else if ft.is_file() {
             if md.nlink() > 1 {
                 if let Some(first) = inodes.get(&(md.dev(), md.ino())) {
@@ -303,7 +326,7 @@ fn list_into(
         }
         lines.push(line);
         if ft.is_dir() {
-            list_into(root, &path, lines, inodes);
+            list_into(root, &path, times, lines, inodes);
         }
     }
 }

@@ -15,7 +15,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output as ProcessOutput};
 
 pub const NAME: &str = "docker.io/library/kiln-export-test:1";
 pub const CREATED: i64 = 1_700_000_000;
@@ -33,18 +32,7 @@ pub fn have_tool(tool: &str) -> bool {
     found
 }
 
-/// Runs `cmd`, failing the test with its stderr unless it succeeds; returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out: ProcessOutput = cmd.output().unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+pub use crate::common::tools::stdout_of as run;
 
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
