@@ -191,7 +191,11 @@ fn cache_follows_content_not_mtime() {
         .arg(build.root.path().join("cache/records"))
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&records.stdout).lines().count(), 1, "one COPY b.txt record");
+    assert_eq!(
+        String::from_utf8_lossy(&records.stdout).lines().count(),
+        1,
+        "one COPY b.txt record"
+    );
     let again = build.ok(&[]);
     assert_eq!(step_names_run(&again), Vec::<String>::new(), "an unchanged rebuild runs nothing");
     assert_eq!(cached_steps(&again), 4);
