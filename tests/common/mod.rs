@@ -19,6 +19,7 @@
 
 pub mod busybox;
 pub mod http;
+pub mod kiln;
 pub mod oci;
 pub mod processes;
 pub mod proxy;
