@@ -125,6 +125,12 @@ fn images_lists_tagged_builds_and_rmi_untags() {
     let ids = kiln_ok(store.root(), &["images", "-q", "--no-trunc"]);
     assert_eq!(ids, format!("{one}\n{one}\n{two}\n"));
 
+    // An id with two tags needs --force.
+    let output = store.kiln(&["rmi", short(&one)]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("(use --force): the image is tagged app:1, app:latest"), "{stderr}");
+
     // rmi removes the tag only: the store's layout no longer has it, the other tag stays.
     assert_eq!(sha256(&store.skopeo_config("docker.io/library/app:1").unwrap()), one);
     assert_eq!(kiln_ok(store.root(), &["rmi", "app:1"]), "Untagged: app:1\n");
@@ -144,8 +150,8 @@ fn images_lists_tagged_builds_and_rmi_untags() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid reference \"Bad Name\""));
     assert_eq!(store.json_rows().len(), 1);
-    // The blobs stay until a prune.
-    assert!(kiln_ok(store.root(), &["rmi", "ghcr.io/team/tool:2"]).starts_with("Untagged:"));
+    // By id; the blobs stay until a prune.
+    assert_eq!(kiln_ok(store.root(), &["rmi", &two]), "Untagged: ghcr.io/team/tool:2\n");
     assert_eq!(kiln_ok(store.root(), &["images"]).lines().count(), 1, "only the header");
     let blob = store.root().join("blobs/sha256").join(one.trim_start_matches("sha256:"));
     assert!(blob.exists(), "rmi leaves blobs to kiln cache prune");
