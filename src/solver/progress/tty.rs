@@ -423,19 +423,27 @@ mod tests {
         for i in 0..10 {
             printer.emit(output(2, &format!("out {i}\n")));
         }
-        // Drawing is rate-limited: wait for a frame that has everything.
+        // Drawing is rate-limited and a frame may be caught half drawn: wait for a whole one.
+        let expected = [
+            "[1/2] FROM busybox",
+            "=> sha256:bbbbbbbbbbbb [",
+            "1.50 MB/3.00 MB",
+            "[2/2] RUN make",
+            "=> # out 4",
+            "=> # out 9",
+            "[+] Building",
+        ];
         let mut text = String::new();
-        for _ in 0..50 {
+        for _ in 0..100 {
             text = term.contents();
-            if text.contains("out 9") && text.contains("sha256:bbbbbbbbbbbb") {
+            if expected.iter().all(|part| text.contains(part)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(text.contains("[1/2] FROM busybox"), "{text}");
-        assert!(text.contains("=> sha256:bbbbbbbbbbbb ["), "{text}");
-        assert!(text.contains("1.50 MB/3.00 MB"), "{text}");
-        assert!(text.contains("=> # out 9") && text.contains("=> # out 4"), "{text}");
+        for part in expected {
+            assert!(text.contains(part), "{part:?} is not on the screen:\n{text}");
+        }
         assert!(!text.contains("=> # out 3"), "only the last {TAIL_LINES} lines: {text}");
         assert!(text.contains("[+] Building"), "{text}");
     }
