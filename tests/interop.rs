@@ -1,6 +1,7 @@
 //! Images built by `kiln build` in the hands of other tools: podman runs them (from a docker
 //! archive and from an OCI archive), skopeo reads their config and kiln's store, and umoci
-//! unpacks them to the tree kiln's own `type=local` output holds.
+//! unpacks them into a runtime bundle whose root filesystem is the tree kiln's own `type=local`
+//! output holds and whose process is the one the Dockerfile describes.
 //!
 //! The image is `testdata/interop/app` (multi-stage, on the busybox base of the shared test
 //! registry), built once per test binary into each output; its ENTRYPOINT and CMD print
@@ -15,7 +16,7 @@ use common::busybox::shared_busybox;
 use common::podman::{podman, run_options};
 use common::tools::{self, stdout_of};
 use common::tree::{Times, listing_lines};
-use common::unpack::{extract_archive, layout_config, umoci_unpack};
+use common::unpack::{extract_archive, layout_config, umoci_unpack_bundle};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -159,11 +160,21 @@ fn umoci_unpacks_the_oci_archive_to_the_local_output() {
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
     extract_archive(&built.path("oci.tar"), &layout);
-    let rootfs = work.path().join("rootfs");
-    umoci_unpack(&layout, "1", &rootfs);
-    let from_umoci = listing_lines(&rootfs, Times::NotDirs);
+    let bundle = work.path().join("bundle");
+    umoci_unpack_bundle(&layout, "1", &bundle);
+    let from_umoci = listing_lines(&bundle.join("rootfs"), Times::NotDirs);
     let from_kiln = listing_lines(&built.path("local"), Times::NotDirs);
     assert_eq!(from_umoci.join("\n"), from_kiln.join("\n"), "umoci unpack and type=local differ");
+    // umoci's runtime config: ENTRYPOINT + CMD, WORKDIR, and USER found in the image's
+    // /etc/passwd.
+    let runtime: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let process = &runtime["process"];
+    assert_eq!(process["args"], json!(["greet", "one", "two"]));
+    assert_eq!(process["cwd"], "/srv/app");
+    assert_eq!(process["user"]["uid"], 65534);
+    assert_eq!(process["user"]["gid"], 65534);
+    assert!(process["env"].as_array().unwrap().contains(&json!("NAME=interop")), "{process}");
     let line = |path: &str| {
         from_kiln
             .iter()

@@ -18,7 +18,9 @@
 //!   (`.wh.*`) are ordinary files, as in `Untar`;
 //! - owner is the header's, or the `--chown` owner for every entry; mode and mtime are the
 //!   header's; xattrs (PAX `SCHILY.xattr.*`) are applied best-effort;
-//! - hard links point to an entry resolved the same way (the final component not followed).
+//! - hard links point to an entry resolved the same way (the final component not followed);
+//!   the link's header then sets the owner, xattrs, mode and times of the file both names
+//!   share (only the owner of a symlink), as `Untar` does.
 //!
 //! A malformed archive gives an error naming the entry; it never panics.
 
@@ -290,6 +292,8 @@ fn extract_entry<R: Read>(
             return Err(malformed(&header, "hard link to a directory"));
         }
         layer.hardlink(target_entry.path(), &path).map_err(write)?;
+        // The link's own header then applies to the file both names share, as in `Untar`.
+        layer.set_linked_meta(&path, &meta).map_err(write)?;
         stats.hardlinks += 1;
     } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
         let node = if kind.is_character_special() {

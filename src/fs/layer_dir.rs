@@ -287,14 +287,7 @@ impl LayerDir {
         let (parent, name) = self.parent_of(path)?;
         rustix::fs::symlinkat(target, &parent, name)
             .map_err(|e| FsError::io("symlink", path, e))?;
-        rustix::fs::chownat(
-            &parent,
-            name,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| FsError::io("chown", path, e))?;
+        chown_at(&parent, name, path, meta)?;
         self.stats.xattrs_skipped +=
             meta.xattrs.iter().filter(|(n, _)| !xattr::is_excluded(n)).count() as u64;
         rustix::fs::utimensat(
@@ -318,6 +311,34 @@ impl LayerDir {
         rustix::fs::linkat(&target_parent, target_name, &parent, name, AtFlags::empty())
             .map_err(|e| FsError::io("link", path, e))?;
         Ok(())
+    }
+
+    /// Gives the layer's non-directory `path` the owner, xattrs, mode and times of `meta`, or
+    /// only the owner when it is a symlink. For a hard link just made, that is the file all
+    /// its names share: moby's `Untar` applies a link's own header so (`createTarFile`).
+    pub fn set_linked_meta(&mut self, path: &RootPath, meta: &NewMeta) -> Result<(), FsError> {
+        let (parent, name) = self.parent_of(path)?;
+        let kind =
+            lstat_at(&parent, name).map_err(|e| FsError::io("stat", path, e))?.map(|s| s.kind);
+        match kind {
+            Some(FileKind::File) => {
+                let fd = rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| FsError::io("open", path, e))?;
+                self.set_meta(&fd, path, meta)?;
+                rustix::fs::futimens(&fd, &timestamps(meta.atime, meta.mtime))
+                    .map_err(|e| FsError::io("set times of", path, e))
+            }
+            Some(FileKind::Symlink) => chown_at(&parent, name, path, meta),
+            Some(FileKind::Fifo | FileKind::CharDevice | FileKind::BlockDevice) => {
+                set_node_meta(&parent, name, path, meta)
+            }
+            _ => Err(FsError::io("set metadata of", path, io::Error::other("not a link target"))),
+        }
     }
 
     /// Makes a device node or fifo at `path`. Returns `false` when it was skipped (see
@@ -354,23 +375,7 @@ impl LayerDir {
             }
             Err(e) => return Err(FsError::io("mknod", path, e)),
         }
-        rustix::fs::chownat(
-            &parent,
-            name,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| FsError::io("chown", path, e))?;
-        rustix::fs::chmodat(&parent, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
-            .map_err(|e| FsError::io("chmod", path, e))?;
-        rustix::fs::utimensat(
-            &parent,
-            name,
-            &timestamps(meta.atime, meta.mtime),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| FsError::io("set times of", path, e))?;
+        set_node_meta(&parent, name, path, meta)?;
         Ok(true)
     }
 
@@ -479,6 +484,42 @@ impl LayerDir {
         self.write_file(path, Content::File(&mut content), &meta)?;
         Ok(())
     }
+}
+
+/// Sets the owner of `name` in `parent` (`path` in the layer), not following a symlink.
+fn chown_at(
+    parent: &OwnedFd,
+    name: &OsStr,
+    path: &RootPath,
+    meta: &NewMeta,
+) -> Result<(), FsError> {
+    rustix::fs::chownat(
+        parent,
+        name,
+        Some(rustix::fs::Uid::from_raw(meta.uid)),
+        Some(rustix::fs::Gid::from_raw(meta.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| FsError::io("chown", path, e))
+}
+
+/// Sets the owner, mode and times of the device node or fifo `name` in `parent`.
+fn set_node_meta(
+    parent: &OwnedFd,
+    name: &OsStr,
+    path: &RootPath,
+    meta: &NewMeta,
+) -> Result<(), FsError> {
+    chown_at(parent, name, path, meta)?;
+    rustix::fs::chmodat(parent, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
+        .map_err(|e| FsError::io("chmod", path, e))?;
+    rustix::fs::utimensat(
+        parent,
+        name,
+        &timestamps(meta.atime, meta.mtime),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| FsError::io("set times of", path, e))
 }
 
 /// `lstat` of `name` in `dir`; `None` when absent.

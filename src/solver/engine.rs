@@ -194,7 +194,7 @@ impl Engine<'_> {
             .collect::<Result<_, _>>()?;
         let key = key::run_key(op, &parent.key, &mount_keys);
         let rootfs = self.cached(step, key, &parent.layers, Vec::new(), || {
-            let (uid, gid, groups) = fs_steps::resolve_user(parent, op.user.as_deref())?;
+            let user = fs_steps::resolve_user(parent, op.user.as_deref())?;
             let mut env = op.env.clone();
             env.extend(op.proxy_env.iter().cloned());
             let mut secrets_dir = None;
@@ -202,14 +202,18 @@ impl Engine<'_> {
             let mut views = Vec::new();
             let mounts =
                 self.run_mounts(op, inputs, &mut env, &mut secrets_dir, &mut leases, &mut views)?;
+            // runc sets HOME from the user's passwd entry when the environment has none.
+            if let Some(home) = user.home.filter(|_| !env.iter().any(|e| e.starts_with("HOME="))) {
+                env.push(format!("HOME={home}"));
+            }
             let request = ops::run::RunRequest {
                 rootfs: parent,
                 argv: op.args.clone(),
                 env,
                 cwd: op.workdir.clone(),
-                uid,
-                gid,
-                additional_gids: groups,
+                uid: user.uid,
+                gid: user.gid,
+                additional_gids: user.additional_gids,
                 network: match op.network {
                     RunNetwork::None => NetworkMode::None,
                     RunNetwork::Default | RunNetwork::Host => NetworkMode::Host,

@@ -4,7 +4,7 @@
 
 use super::rootfs::{Layer, Rootfs};
 use crate::fs::merged::{Entry, MergedRoot, Time};
-use crate::fs::users::lookup_user;
+use crate::fs::users::{ExecUser, lookup_user};
 use crate::layer::{Compression, DiffSource, WriteOptions};
 use crate::ops::context::ContextSnapshot;
 use crate::ops::copy::{
@@ -169,13 +169,28 @@ pub fn mkdir(
     store_dir(root, dir, compression, source_date_epoch)
 }
 
-/// The uid, gid and supplementary groups of `user` (`name`, `uid`, `name:group` ...) in
-/// `rootfs`; root when none is set.
-pub fn resolve_user(rootfs: &Rootfs, user: Option<&str>) -> Result<(u32, u32, Vec<u32>), String> {
-    let Some(user) = user.filter(|u| !u.is_empty()) else { return Ok((0, 0, Vec::new())) };
+/// Who a RUN process is, as BuildKit's executor sets it up: `user` (`name`, `uid`,
+/// `name:group` ...) looked up in `rootfs` (`oci.GetUser`: for the default user, root, a
+/// failed lookup is plain 0:0), the primary group first among the supplementary groups
+/// (`ensureAdditionalGids`), and as `home` what runc gives `HOME` when the environment has
+/// none: the home of the uid's passwd entry, else `/`.
+pub fn resolve_user(rootfs: &Rootfs, user: Option<&str>) -> Result<ExecUser, String> {
     let view = rootfs_view(rootfs)?;
-    let found = lookup_user(&view, user).map_err(|e| e.to_string())?;
-    Ok((found.uid, found.gid, found.additional_gids))
+    let mut found = match user.filter(|u| !u.is_empty()) {
+        Some(user) => lookup_user(&view, user).map_err(|e| e.to_string())?,
+        None => lookup_user(&view, "0").unwrap_or(ExecUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+            home: None,
+        }),
+    };
+    if !found.additional_gids.contains(&found.gid) {
+        found.additional_gids.insert(0, found.gid);
+    }
+    let home = lookup_user(&view, &found.uid.to_string()).ok().and_then(|entry| entry.home);
+    found.home = Some(home.unwrap_or_else(|| "/".to_string()));
+    Ok(found)
 }
 
 /// A read-only copy of `path` from a step's files, for a RUN bind mount: the files as the

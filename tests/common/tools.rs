@@ -26,7 +26,7 @@ pub fn available(tools: &[&str]) -> bool {
     }
     let caller = std::panic::Location::caller();
     let message = format!(
-        "{caller}: missing {} (Debian packages: docker-registry skopeo busybox-static apache2-utils openssl util-linux)",
+        "{caller}: missing {} (Debian packages: docker-registry skopeo busybox-static apache2-utils openssl util-linux podman runc buildah umoci)",
         missing.join(", ")
     );
     if e2e_required() {

@@ -1,4 +1,5 @@
-//! Building file trees from JSON descriptions, and listing trees as text, for the COPY tests.
+//! Building file trees from JSON descriptions, and listing trees as text, for the COPY tests
+//! and the comparisons of unpacked images.
 //!
 //! A tree is a list of entries, each a JSON object named by its kind:
 //!
@@ -200,7 +201,7 @@ pub fn archive(spec: &Value) -> Vec<u8> {
             builder.append_link(&mut header, path, entry["target"].as_str().unwrap()).unwrap();
         } else if let Some(path) = entry["hardlink"].as_str() {
             header.set_entry_type(tar::EntryType::Link);
-            header.set_mode(0o644);
+            header.set_mode(mode_of(entry, 0o644));
             header.set_size(0);
             builder.append_link(&mut header, path, entry["target"].as_str().unwrap()).unwrap();
         } else if let Some(path) = entry["raw_name"].as_str() {

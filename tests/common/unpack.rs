@@ -1,5 +1,5 @@
 //! Reading images with tools independent of kiln: GNU `tar` turns an OCI archive into an
-//! image layout, `umoci raw unpack` turns a layout's image into a root filesystem, and the
+//! image layout, `umoci` turns a layout's image into a root filesystem (or a runtime bundle), and the
 //! config is read by following the layout's `index.json` to the manifest and its config.
 
 use super::tools::stdout_of;
@@ -18,13 +18,24 @@ pub fn extract_archive(archive: &Path, layout: &Path) {
 /// `umoci raw unpack` of the image tagged `tag` in `layout` into `rootfs` (which must not
 /// exist): the layers applied in order, whiteouts honoured, owners kept (as root).
 pub fn umoci_unpack(layout: &Path, tag: &str, rootfs: &Path) {
+    umoci(&["raw", "unpack"], layout, tag, rootfs);
+}
+
+/// `umoci unpack`: a runtime bundle in `bundle` (which must not exist), the root filesystem
+/// in `rootfs/` and, in `config.json`, the runtime config umoci derives from the image's
+/// (its process args, cwd, user looked up in the image's `/etc/passwd`, env).
+pub fn umoci_unpack_bundle(layout: &Path, tag: &str, bundle: &Path) {
+    umoci(&["unpack"], layout, tag, bundle);
+}
+
+fn umoci(subcommand: &[&str], layout: &Path, tag: &str, dest: &Path) {
     let image = format!("{}:{tag}", layout.display());
     let mut command = Command::new("umoci");
-    command.args(["raw", "unpack"]);
+    command.args(subcommand);
     if !rustix::process::geteuid().is_root() {
         command.arg("--rootless");
     }
-    stdout_of(command.arg("--image").arg(image).arg(rootfs));
+    stdout_of(command.arg("--image").arg(image).arg(dest));
 }
 
 /// A blob of `layout` as JSON.
