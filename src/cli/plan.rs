@@ -126,7 +126,8 @@ fn read_dockerignore(context: &Path, dockerfile: &str) -> anyhow::Result<Vec<Str
             Ok(text) => {
                 let ignore = IgnoreFile::parse(&text)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                return Ok(ignore.patterns().iter().map(|p| p.text().to_string()).collect());
+                // The canonical form keeps the `!` of exceptions.
+                return Ok(ignore.patterns().iter().map(ToString::to_string).collect());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),

@@ -189,9 +189,13 @@ impl Engine<'_> {
             .collect::<Result<_, _>>()?;
         let key = key::run_key(op, &parent.key, &mount_keys);
         let rootfs = self.cached(step, key, &parent.layers, || {
-            let (uid, gid, groups) = fs_steps::resolve_user(parent, op.user.as_deref())?;
+            let user = fs_steps::resolve_user(parent, op.user.as_deref())?;
             let mut env = op.env.clone();
             env.extend(op.proxy_env.iter().cloned());
+            if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+                // runc sets HOME from the user's passwd entry when the image does not.
+                env.push(format!("HOME={}", user.home.as_deref().unwrap_or("/")));
+            }
             let mut secrets_dir = None;
             let mut leases = Vec::new();
             let mut views = Vec::new();
@@ -202,9 +206,9 @@ impl Engine<'_> {
                 argv: op.args.clone(),
                 env,
                 cwd: op.workdir.clone(),
-                uid,
-                gid,
-                additional_gids: groups,
+                uid: user.uid,
+                gid: user.gid,
+                additional_gids: user.additional_gids,
                 network: match op.network {
                     RunNetwork::None => NetworkMode::None,
                     RunNetwork::Default | RunNetwork::Host => NetworkMode::Host,

@@ -4,7 +4,7 @@
 
 use super::rootfs::{Layer, Rootfs};
 use crate::fs::merged::{Entry, MergedRoot, Time};
-use crate::fs::users::lookup_user;
+use crate::fs::users::{ExecUser, lookup_user};
 use crate::layer::{Compression, DiffSource, WriteOptions, write_layer};
 use crate::ops::context::ContextSnapshot;
 use crate::ops::copy::{CopyOptions, CopySource, copy_into_layer, sha256_content, source_digest};
@@ -173,13 +173,20 @@ pub fn mkdir(
     store_dir(root, dir, compression, source_date_epoch)
 }
 
-/// The uid, gid and supplementary groups of `user` (`name`, `uid`, `name:group` ...) in
-/// `rootfs`; root when none is set.
-pub fn resolve_user(rootfs: &Rootfs, user: Option<&str>) -> Result<(u32, u32, Vec<u32>), String> {
-    let Some(user) = user.filter(|u| !u.is_empty()) else { return Ok((0, 0, Vec::new())) };
+/// Who a RUN runs as: `user` (`name`, `uid`, `name:group` ...) looked up in `rootfs`; with
+/// none set, uid 0 as `/etc/passwd` describes it (root without groups or home when that
+/// lookup fails), as BuildKit does.
+pub fn resolve_user(rootfs: &Rootfs, user: Option<&str>) -> Result<ExecUser, String> {
     let view = rootfs_view(rootfs)?;
-    let found = lookup_user(&view, user).map_err(|e| e.to_string())?;
-    Ok((found.uid, found.gid, found.additional_gids))
+    match user.filter(|u| !u.is_empty()) {
+        Some(user) => lookup_user(&view, user).map_err(|e| e.to_string()),
+        None => Ok(lookup_user(&view, "0").unwrap_or(ExecUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+            home: None,
+        })),
+    }
 }
 
 /// A read-only copy of `path` from a step's files, for a RUN bind mount: the files as the

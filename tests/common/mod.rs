@@ -17,6 +17,7 @@
 //! unless `KILN_E2E=1` (set by `scripts/test`), where a missing tool fails the test.
 #![allow(dead_code)]
 
+pub mod build;
 pub mod busybox;
 pub mod http;
 pub mod oci;
