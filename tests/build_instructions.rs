@@ -165,3 +165,193 @@ fn instruction_cases() {
     assert!(ran > 0, "no case ran");
     assert!(failed.is_empty(), "failed cases: {failed:?}");
 }
+
+#[test]
+fn onbuild_triggers_run_when_a_later_build_uses_the_image() {
+    if !ready() {
+        return;
+    }
+    let parent = Build::new(
+        "FROM {{base}}\n\
+         ONBUILD ARG WHO=child\n\
+         ONBUILD RUN echo \"trigger ran for $WHO\" > /trigger-ran\n\
+         ONBUILD COPY from-child-context.txt /copied-by-trigger\n\
+         CMD [\"parent-cmd\"]\n",
+    );
+    let log = parent.ok(&["-t", "kiln-test/parent:1"]);
+    assert!(!log.contains("trigger ran"), "ONBUILD does not run in the image that declares it");
+
+    // The child builds in the same state root, where the parent is in the local store.
+    let child = Build { root: parent.root, context: tempfile::tempdir().unwrap() };
+    child.write("Dockerfile", "FROM kiln-test/parent:1\nRUN cat /trigger-ran /copied-by-trigger\n");
+    child.write("from-child-context.txt", "from the child's context\n");
+    let image = child.image(&[]);
+    assert!(printed(&image.log, "trigger ran for child"), "{}", image.log);
+    assert!(printed(&image.log, "from the child's context"));
+    assert_eq!(image.config["config"]["OnBuild"], Value::Null, "triggers are consumed");
+    assert_eq!(image.config["config"]["Cmd"], serde_json::json!(["parent-cmd"]));
+    let history: Vec<String> = image.history().into_iter().map(|(h, _)| h).collect();
+    assert!(
+        history.ends_with(&[
+            "CMD [\"parent-cmd\"]".to_string(),
+            "ARG WHO=child".to_string(),
+            "RUN |1 WHO=child /bin/sh -c echo \"trigger ran for $WHO\" > /trigger-ran # buildkit"
+                .to_string(),
+            "COPY from-child-context.txt /copied-by-trigger # buildkit".to_string(),
+            "RUN |1 WHO=child /bin/sh -c cat /trigger-ran /copied-by-trigger # buildkit"
+                .to_string(),
+        ]),
+        "{history:#?}"
+    );
+}
+
+/// Seconds since boot with centiseconds, as a RUN sees the clock.
+fn uptime(text: &str) -> f64 {
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn independent_stages_run_in_parallel_and_unused_ones_not_at_all() {
+    if !ready() {
+        return;
+    }
+    // Both stages sleep between recording their start and end; run one after the other, one
+    // would start after the other ended.
+    let build = Build::new(
+        "FROM {{base}} AS left\n\
+         RUN cat /proc/uptime > /start && sleep 1 && echo left && cat /proc/uptime > /end\n\
+         FROM {{base}} AS right\n\
+         RUN cat /proc/uptime > /start && sleep 1 && echo right && cat /proc/uptime > /end\n\
+         FROM {{base}} AS unused\n\
+         RUN echo UNUSED-STAGE-RAN\n\
+         FROM {{base}}\n\
+         COPY --from=left /start /left-start\n\
+         COPY --from=left /end /left-end\n\
+         COPY --from=right /start /right-start\n\
+         COPY --from=right /end /right-end\n",
+    );
+    let image = build.image(&[]);
+    assert!(!image.log.contains("UNUSED-STAGE-RAN"), "a stage the target does not need ran");
+    assert!(printed(&image.log, "left") && printed(&image.log, "right"));
+    let time = |name: &str| uptime(&image.read_file(name));
+    let (left, right) =
+        ((time("left-start"), time("left-end")), (time("right-start"), time("right-end")));
+    assert!(
+        left.0 < right.1 && right.0 < left.1,
+        "the stages did not overlap: left {left:?}, right {right:?}"
+    );
+}
+
+#[test]
+fn dockerfile_from_stdin() {
+    if !ready() {
+        return;
+    }
+    let build = Build::empty();
+    build.write("ctx.txt", "from the context\n");
+    let output = build.run_with_stdin(
+        &["-f", "-"],
+        Some(&with_base("FROM {{base}}\nCOPY ctx.txt /\nRUN cat /ctx.txt\n")),
+    );
+    assert!(output.status.success());
+    assert!(printed(&String::from_utf8_lossy(&output.stderr), "from the context"));
+}
+
+#[test]
+fn add_downloads_urls_and_checks_checksums() {
+    if !ready() {
+        return;
+    }
+    let body = b"downloaded over http\n";
+    let server = common::http::Server::start(
+        [
+            ("/files/plain.txt".to_string(), common::http::Response::ok(body)),
+            (
+                "/files/dated.txt".to_string(),
+                common::http::Response::ok(body)
+                    .header("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT"),
+            ),
+        ]
+        .into(),
+    );
+    let sha = common::oci::sha256(body);
+    let build = Build::new(&format!(
+        "FROM {{{{base}}}}\n\
+         ADD {plain} /downloads/\n\
+         ADD --checksum={sha} {plain} /checked.txt\n\
+         ADD --chown=alice --chmod=0640 {dated} /dated.txt\n",
+        plain = server.url("/files/plain.txt"),
+        dated = server.url("/files/dated.txt"),
+    ));
+    let image = build.image(&[]);
+    assert_eq!(image.read_file("/downloads/plain.txt"), "downloaded over http\n");
+    assert_eq!(image.read_file("/checked.txt"), "downloaded over http\n");
+    let meta = |path: &str| fs::symlink_metadata(image.fs().join(path)).unwrap();
+    assert_eq!(meta("downloads/plain.txt").mode() & 0o7777, 0o600, "BuildKit writes URLs 0600");
+    let dated = meta("dated.txt");
+    assert_eq!((dated.uid(), dated.gid(), dated.mode() & 0o7777), (1001, 1002, 0o640));
+    assert_eq!(dated.mtime(), 1_700_000_000, "Last-Modified becomes the file's time");
+
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let bad = Build::new(&format!(
+        "FROM {{{{base}}}}\nADD --checksum={wrong} {} /x\n",
+        server.url("/files/plain.txt")
+    ));
+    let log = bad.fails(&[]);
+    assert!(
+        log.contains(&format!(
+            "digest mismatch for {}: {sha} (expected: {wrong})",
+            server.url("/files/plain.txt")
+        )),
+        "{log}"
+    );
+    let missing = Build::new(&format!("FROM {{{{base}}}}\nADD {} /x\n", server.url("/nope")));
+    assert!(missing.fails(&[]).contains("404"));
+}
+
+#[test]
+fn platform_flag_sets_the_image_platform_and_foreign_binaries_fail_clearly() {
+    if !ready() {
+        return;
+    }
+    let (host, foreign, machine) = match host_architecture() {
+        "arm64" => ("arm64", "amd64", 62u16),
+        other => (other, "arm64", 183u16),
+    };
+    // The host's own platform, said explicitly, is the default.
+    let build =
+        Build::new("FROM {{base}}\nARG TARGETPLATFORM\nRUN echo \"target=$TARGETPLATFORM\"\n");
+    let image = build.image(&["--platform", &format!("linux/{host}")]);
+    assert!(printed(&image.log, &format!("target=linux/{host}")));
+    assert_eq!(image.config["architecture"], host);
+
+    // Another platform without RUN: files and config only.
+    let build = Build::new("FROM scratch\nCOPY file /file\n");
+    build.write("file", "data\n");
+    let image = build.image(&["--platform", &format!("linux/{foreign}")]);
+    assert_eq!(
+        (image.config["os"].as_str(), image.config["architecture"].as_str()),
+        (Some("linux"), Some(foreign))
+    );
+
+    // A RUN whose shell is a binary for the other architecture (an ELF header is enough: the
+    // kernel refuses it) fails with a message that says why, unless an emulator is registered.
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    elf.resize(64, 0);
+    elf[16] = 2; // ET_EXEC
+    elf[18..20].copy_from_slice(&machine.to_le_bytes());
+    let build = Build::new("FROM scratch\nCOPY --chmod=755 sh /bin/sh\nRUN true\n");
+    build.write_bytes("sh", &elf);
+    let emulated = fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|entries| {
+            entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("qemu-"))
+        })
+        .unwrap_or(false);
+    if emulated {
+        eprintln!("binfmt_misc has qemu handlers: not checking the foreign-binary error");
+        return;
+    }
+    let log = build.fails(&["--platform", &format!("linux/{foreign}")]);
+    assert!(log.contains("exec format error"), "{log}");
+    assert!(log.contains(&format!("linux/{foreign}")) && log.contains("emulat"), "{log}");
+}

@@ -196,11 +196,8 @@ impl Engine<'_> {
                 // runc sets HOME from the user's passwd entry when the image does not.
                 env.push(format!("HOME={}", user.home.as_deref().unwrap_or("/")));
             }
-            let mut secrets_dir = None;
-            let mut leases = Vec::new();
-            let mut views = Vec::new();
-            let mounts =
-                self.run_mounts(op, inputs, &mut env, &mut secrets_dir, &mut leases, &mut views)?;
+            let mut guards = MountGuards::default();
+            let mounts = self.run_mounts(op, inputs, &mut env, &mut guards)?;
             let request = ops::run::RunRequest {
                 rootfs: parent,
                 argv: op.args.clone(),
@@ -231,26 +228,54 @@ impl Engine<'_> {
                 let text = String::from_utf8_lossy(bytes).into_owned();
                 self.progress.emit(Event::Output { step: progress_step, stream, text });
             };
-            let layer =
-                ops::run::run(self.root, request, &mut on_output).map_err(|e| e.to_string());
-            drop((secrets_dir, leases, views));
+            let layer = ops::run::run(self.root, request, &mut on_output)
+                .map_err(|e| self.explain_run_error(e));
+            drop(guards);
             Ok(vec![layer?])
         })?;
         Ok(StepOutput::Rootfs(rootfs))
     }
 
-    /// RUN --mount → sandbox mounts. Secret files go to a private temporary directory outside
-    /// the state root, removed when `secrets_dir` is dropped.
+    /// A RUN failure as the user should read it. The kernel refuses a binary for another
+    /// architecture with ENOEXEC; without an emulator registered with binfmt_misc that is what
+    /// building for a foreign platform gives, so say so.
+    fn explain_run_error(&self, error: ops::run::RunError) -> String {
+        use crate::sandbox::SandboxError;
+        let ops::run::RunError::Sandbox(SandboxError::Exec { command, source }) = &error else {
+            return error.to_string();
+        };
+        if source.raw_os_error() != Some(libc::ENOEXEC) {
+            return error.to_string();
+        }
+        let host = Platform::host();
+        let target = &self.graph.platform;
+        let why = if target.os == host.os && target.architecture == host.architecture {
+            format!("it is not a program for this machine ({host})")
+        } else {
+            format!(
+                "building for {target} on {host} runs {target} programs, which needs an emulator \
+                 registered with binfmt_misc (e.g. qemu-user-static)"
+            )
+        };
+        format!("exec {command}: exec format error: {why}")
+    }
+
+    /// RUN --mount → sandbox mounts, and what must live while the RUN does in `guards`.
+    /// Secret files go to a private temporary directory outside the state root.
     fn run_mounts(
         &self,
         op: &RunOp,
         inputs: &[(StepId, &StepOutput)],
         env: &mut Vec<String>,
-        secrets_dir: &mut Option<tempfile::TempDir>,
-        leases: &mut Vec<ops::cache_mount::CacheMountLease>,
-        views: &mut Vec<tempfile::TempDir>,
+        guards: &mut MountGuards,
     ) -> Result<Vec<Mount>, String> {
         let mut mounts = Vec::new();
+        // As BuildKit's exec does, point SSH_AUTH_SOCK at the first ssh mount.
+        if let Some(first) = op.mounts.iter().find(|m| m.kind == MountType::Ssh)
+            && !env.iter().any(|kv| kv.starts_with("SSH_AUTH_SOCK="))
+        {
+            env.push(format!("SSH_AUTH_SOCK={}", first.target));
+        }
         for m in &op.mounts {
             match m.kind {
                 MountType::Tmpfs => mounts.push(Mount::Tmpfs {
@@ -265,7 +290,7 @@ impl Engine<'_> {
                         StepOutput::Rootfs(r) => Source::Rootfs(r),
                     };
                     let (guard, host) = fs_steps::materialize(self.root, &from, &m.source_path)?;
-                    views.push(guard);
+                    guards.views.push(guard);
                     mounts.push(if m.readonly {
                         Mount::Bind { source: host, target: m.target.clone(), readonly: true }
                     } else {
@@ -273,13 +298,28 @@ impl Engine<'_> {
                     });
                 }
                 MountType::Cache => {
-                    let lease = ops::cache_mount::acquire(self.root, m)?;
+                    // `from=` a stage or image: the cache starts as a copy of its files.
+                    let from = m.source.and_then(|id| self.output_of(inputs, id).rootfs());
+                    let fill = |dir: &std::path::Path| {
+                        let from = from.expect("only filled with a source");
+                        let (_guard, files) = fs_steps::materialize(
+                            self.root,
+                            &Source::Rootfs(from),
+                            &m.source_path,
+                        )?;
+                        std::fs::rename(&files, dir)
+                            .map_err(|e| format!("seeding the cache from {}: {e}", m.source_path))
+                    };
+                    let seed = from.filter(|r| !r.layers.is_empty()).map(|r| {
+                        ops::cache_mount::CacheSeed { key: r.key.to_string(), fill: &fill }
+                    });
+                    let lease = ops::cache_mount::acquire(self.root, m, seed.as_ref())?;
                     mounts.push(Mount::Bind {
                         source: lease.dir.clone(),
                         target: m.target.clone(),
                         readonly: m.readonly,
                     });
-                    leases.push(lease);
+                    guards.leases.push(lease);
                 }
                 MountType::Secret => {
                     let id = m.id.clone().unwrap_or_default();
@@ -303,7 +343,7 @@ impl Engine<'_> {
                         env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
                     }
                     if !m.target.is_empty() {
-                        let dir = match secrets_dir {
+                        let dir = match &mut guards.secrets_dir {
                             Some(dir) => dir.path().to_path_buf(),
                             None => {
                                 let dir = tempfile::Builder::new()
@@ -311,7 +351,7 @@ impl Engine<'_> {
                                     .tempdir()
                                     .map_err(|e| format!("creating a secrets directory: {e}"))?;
                                 let path = dir.path().to_path_buf();
-                                *secrets_dir = Some(dir);
+                                guards.secrets_dir = Some(dir);
                                 path
                             }
                         };
@@ -333,11 +373,21 @@ impl Engine<'_> {
                 MountType::Ssh => {
                     let id = m.id.clone().unwrap_or_else(|| "default".into());
                     match self.options.ssh.get(&id) {
-                        Some(socket) => mounts.push(Mount::Bind {
-                            source: socket.clone(),
-                            target: m.target.clone(),
-                            readonly: true,
-                        }),
+                        Some(agent) => {
+                            let forward = ops::ssh_forward::forward(
+                                agent,
+                                m.uid.unwrap_or(0),
+                                m.gid.unwrap_or(0),
+                                m.mode.unwrap_or(0o600),
+                            )
+                            .map_err(|e| format!("forwarding SSH agent {id}: {e}"))?;
+                            mounts.push(Mount::Bind {
+                                source: forward.socket.clone(),
+                                target: m.target.clone(),
+                                readonly: true,
+                            });
+                            guards.forwards.push(forward);
+                        }
                         None if m.required => {
                             return Err(format!(
                                 "no SSH key {id:?} forwarded (use --ssh {id}=SOCKET)"
@@ -350,6 +400,16 @@ impl Engine<'_> {
         }
         Ok(mounts)
     }
+}
+
+/// What a RUN's mounts need kept alive until the command ends: the secrets directory, cache
+/// mount leases, materialized bind sources and SSH agent forwards.
+#[derive(Default)]
+struct MountGuards {
+    secrets_dir: Option<tempfile::TempDir>,
+    leases: Vec<ops::cache_mount::CacheMountLease>,
+    views: Vec<tempfile::TempDir>,
+    forwards: Vec<ops::ssh_forward::AgentForward>,
 }
 
 fn write_private(
