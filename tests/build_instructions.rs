@@ -186,7 +186,9 @@ fn onbuild_triggers_run_when_a_later_build_uses_the_image() {
     child.write("Dockerfile", "FROM kiln-test/parent:1\nRUN cat /trigger-ran /copied-by-trigger\n");
     child.write("from-child-context.txt", "from the child's context\n");
     let image = child.image(&[]);
-    assert!(printed(&image.log, "trigger ran for child"), "{}", image.log);
+    assert!(image.log.contains("[2/4] ONBUILD RUN echo \"trigger ran for $WHO\""), "{}", image.log);
+    assert!(image.log.contains("[3/4] ONBUILD COPY from-child-context.txt /copied-by-trigger"));
+    assert!(printed(&image.log, "trigger ran for child"));
     assert!(printed(&image.log, "from the child's context"));
     assert_eq!(image.config["config"]["OnBuild"], Value::Null, "triggers are consumed");
     assert_eq!(image.config["config"]["Cmd"], serde_json::json!(["parent-cmd"]));
@@ -239,6 +241,41 @@ fn independent_stages_run_in_parallel_and_unused_ones_not_at_all() {
     assert!(
         left.0 < right.1 && right.0 < left.1,
         "the stages did not overlap: left {left:?}, right {right:?}"
+    );
+}
+
+#[test]
+fn a_rebuild_runs_only_what_its_changed_inputs_reach() {
+    if !ready() {
+        return;
+    }
+    let build = Build::new(
+        "FROM {{base}}\n\
+         RUN echo first > /first\n\
+         COPY a.txt /a.txt\n\
+         ARG LATE\n\
+         RUN echo \"late=$LATE\" > /late\n\
+         COPY --link b.txt /b.txt\n",
+    );
+    build.write("a.txt", "a\n");
+    build.write("b.txt", "b\n");
+    let first = build.ok(&["--build-arg", "LATE=1"]);
+    assert_eq!(common::build::cached_steps(&first), 0);
+    let again = build.ok(&["--build-arg", "LATE=1"]);
+    assert_eq!(common::build::cached_steps(&again), 4, "an unchanged rebuild is all cached");
+    // The ARG is declared after the first two steps: only the steps that see it run again,
+    // and a `--link` layer does not depend on what lies below it.
+    let changed = build.image(&["--build-arg", "LATE=2"]);
+    assert_eq!(common::build::steps_run(&changed.log), ["[4/5] RUN echo \"late=$LATE\" > /late"]);
+    assert_eq!(changed.read_file("/late"), "late=2\n");
+    assert_eq!(changed.read_file("/b.txt"), "b\n");
+    // A file's content, not its time, decides.
+    build.write("a.txt", "a\n");
+    assert!(common::build::steps_run(&build.ok(&["--build-arg", "LATE=2"])).is_empty());
+    build.write("a.txt", "changed\n");
+    assert_eq!(
+        common::build::steps_run(&build.ok(&["--build-arg", "LATE=2"])),
+        ["[3/5] COPY a.txt /a.txt", "[4/5] RUN echo \"late=$LATE\" > /late"]
     );
 }
 
@@ -325,10 +362,20 @@ fn platform_flag_sets_the_image_platform_and_foreign_binaries_fail_clearly() {
     assert!(printed(&image.log, &format!("target=linux/{host}")));
     assert_eq!(image.config["architecture"], host);
 
-    // Another platform without RUN: files and config only.
-    let build = Build::new("FROM scratch\nCOPY file /file\n");
-    build.write("file", "data\n");
+    // Another platform, cross-built the usual way: the RUN stage is on the build platform,
+    // sees the target in TARGET*, and the result is an image for the target.
+    let build = Build::new(
+        "FROM --platform=$BUILDPLATFORM {{base}} AS build\n\
+         ARG TARGETPLATFORM TARGETARCH BUILDPLATFORM\n\
+         RUN echo \"built on $BUILDPLATFORM for $TARGETPLATFORM ($TARGETARCH)\" > /out\n\
+         FROM scratch\n\
+         COPY --from=build /out /out\n",
+    );
     let image = build.image(&["--platform", &format!("linux/{foreign}")]);
+    assert_eq!(
+        image.read_file("/out"),
+        format!("built on linux/{host} for linux/{foreign} ({foreign})\n")
+    );
     assert_eq!(
         (image.config["os"].as_str(), image.config["architecture"].as_str()),
         (Some("linux"), Some(foreign))

@@ -473,8 +473,7 @@ impl StepRunner<StepOutput> for Engine<'_> {
                 };
                 let digest =
                     fs_steps::sources_digest(op, &source).map_err(|e| self.fail(step, e))?;
-                let key = key::copy_key(op, &parent.key, &digest);
-                let rootfs = self.cached(step, key, &parent.layers, || {
+                let make = || {
                     fs_steps::copy(
                         self.root,
                         op,
@@ -484,8 +483,25 @@ impl StepRunner<StepOutput> for Engine<'_> {
                         self.options.source_date_epoch,
                     )
                     .map(|layer| vec![layer])
-                })?;
-                StepOutput::Rootfs(rootfs)
+                };
+                // `--link` without names to look up in the rootfs: the layer is made and
+                // cached apart from what lies below it (see `key`), then put on top.
+                let independent = op.link
+                    && op.chown.as_deref().is_none_or(|c| {
+                        c.split(':')
+                            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+                    });
+                if independent {
+                    let layer_key = key::copy_key(op, &key::scratch_key(), &digest);
+                    let linked = self.cached(step, layer_key, &[], make)?;
+                    let mut layers = parent.layers.clone();
+                    layers.extend(linked.layers);
+                    let key = key::link_key(&parent.key, &linked.key);
+                    StepOutput::Rootfs(Rootfs { key, layers })
+                } else {
+                    let key = key::copy_key(op, &parent.key, &digest);
+                    StepOutput::Rootfs(self.cached(step, key, &parent.layers, make)?)
+                }
             }
             Op::Mkdir { parent, path, mode, user } => {
                 let parent = self.rootfs_of(inputs, *parent);

@@ -379,3 +379,22 @@ pub fn output_lines(log: &str) -> Vec<String> {
 pub fn cached_steps(log: &str) -> usize {
     log.lines().filter(|l| l.ends_with(" CACHED")).count()
 }
+
+/// The names of the steps that ran (started and not `CACHED`), apart from `FROM` and internal
+/// steps, in the order they started.
+pub fn steps_run(log: &str) -> Vec<String> {
+    let mut started = Vec::new();
+    let mut cached = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        let Some((id, rest)) = line.split_once(' ') else { continue };
+        if rest == "CACHED" {
+            cached.insert(id.to_string());
+        } else if rest.starts_with('[')
+            && !rest.starts_with("[internal]")
+            && !rest.contains("] FROM ")
+        {
+            started.push((id.to_string(), rest.to_string()));
+        }
+    }
+    started.into_iter().filter(|(id, _)| !cached.contains(id)).map(|(_, name)| name).collect()
+}

@@ -664,6 +664,8 @@ impl Lowering<'_> {
             history.push_str(source);
         }
         history.push_str(&format!(" {} # buildkit", spec.paths.dest));
+        // BuildKit links only without `--chmod`; with it, `--link` is a plain copy.
+        let link = spec.link && chmod.is_none();
         let op = Op::Copy(CopyOp {
             dest_parent: state.root,
             source,
@@ -672,7 +674,7 @@ impl Lowering<'_> {
             dest,
             chown,
             chmod,
-            link: spec.link,
+            link,
             parents: spec.parents,
             exclude: spec.exclude.to_vec(),
             add: spec.add,
@@ -720,7 +722,7 @@ fn is_git(source: &str) -> bool {
 }
 
 /// The instruction keyword upper-cased, the rest as written.
-fn uppercase_keyword(original: &str) -> String {
+pub(super) fn uppercase_keyword(original: &str) -> String {
     let trimmed = original.trim();
     match trimmed.split_once(char::is_whitespace) {
         Some((keyword, rest)) => format!("{} {}", keyword.to_ascii_uppercase(), rest.trim_start()),
