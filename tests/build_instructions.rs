@@ -286,12 +286,19 @@ fn dockerfile_from_stdin() {
     }
     let build = Build::empty();
     build.write("ctx.txt", "from the context\n");
-    let output = build.run_with_stdin(
-        &["-f", "-"],
-        Some(&with_base("FROM {{base}}\nCOPY ctx.txt /\nRUN cat /ctx.txt\n")),
-    );
-    assert!(output.status.success());
-    assert!(printed(&String::from_utf8_lossy(&output.stderr), "from the context"));
+    // `--build-arg KEY` alone takes the value from kiln's environment.
+    let mut command = build.command(&["-f", "-", "--build-arg", "FROM_ENV"]);
+    command.env("FROM_ENV", "from the environment").stdin(std::process::Stdio::piped());
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let dockerfile =
+        "FROM {{base}}\nARG FROM_ENV\nCOPY ctx.txt /\nRUN cat /ctx.txt && echo \"$FROM_ENV\"\n";
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), with_base(dockerfile).as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(printed(&log, "from the context"), "{log}");
+    assert!(printed(&log, "from the environment"), "{log}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use super::registry::TestRegistry;
 use super::tools;
 use serde_json::{Value, json};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -183,20 +183,7 @@ impl Build {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.run_with_stdin(args, None)
-    }
-
-    /// Runs the build with `stdin` as its standard input (for `-f -`).
-    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut command = self.command(args);
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start kiln");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        let output = child.wait_with_output().unwrap();
+        let output = self.command(args).stdin(Stdio::null()).output().expect("run kiln");
         eprintln!(
             "kiln build {args:?}: {}\n{}",
             output.status,
