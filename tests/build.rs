@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::build::{cached_steps, steps_run as step_names_run};
 use common::busybox::push_busybox;
 use common::registry::TestRegistry;
 use common::tools;
@@ -89,32 +90,10 @@ impl Build {
     }
 }
 
-fn cached_steps(log: &str) -> usize {
-    log.lines().filter(|l| l.ends_with(" CACHED")).count()
-}
-
 /// The `image sha256:… (manifest sha256:…)` line a build ends with.
 fn image_line(log: &str) -> String {
     let line = log.lines().rev().find(|l| l.starts_with("image sha256:"));
     line.expect("the build printed its image").to_string()
-}
-
-fn step_names_run(log: &str) -> Vec<String> {
-    // Steps that ran: started, not cached, and are RUN/COPY/WORKDIR steps.
-    let mut started = std::collections::BTreeMap::new();
-    let mut cached = std::collections::BTreeSet::new();
-    for line in log.lines() {
-        let Some((id, rest)) = line.split_once(' ') else { continue };
-        if rest == "CACHED" {
-            cached.insert(id.to_string());
-        } else if rest.starts_with('[')
-            && !rest.starts_with("[internal]")
-            && !rest.contains("] FROM ")
-        {
-            started.insert(id.to_string(), rest.to_string());
-        }
-    }
-    started.into_iter().filter(|(id, _)| !cached.contains(id)).map(|(_, name)| name).collect()
 }
 
 #[test]

@@ -5,10 +5,12 @@
 //! - `copy`: `COPY` and `ADD` into a new layer directory, and the content digest of their
 //!   sources for cache keys.
 //! - `mkdir`: `WORKDIR`'s directory creation into a new layer directory.
-//! - `run`: `RUN` in the sandbox; `cache_mount`: its persistent cache directories.
+//! - `run`: `RUN` in the sandbox; `cache_mount`: its persistent cache directories;
+//!   `ssh_forward`: the agent sockets of its ssh mounts.
 
 pub mod cache_mount;
 pub mod context;
 pub mod copy;
 pub mod mkdir;
 pub mod run;
+pub mod ssh_forward;

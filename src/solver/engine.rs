@@ -197,15 +197,12 @@ impl Engine<'_> {
             let user = fs_steps::resolve_user(parent, op.user.as_deref())?;
             let mut env = op.env.clone();
             env.extend(op.proxy_env.iter().cloned());
-            let mut secrets_dir = None;
-            let mut leases = Vec::new();
-            let mut views = Vec::new();
-            let mounts =
-                self.run_mounts(op, inputs, &mut env, &mut secrets_dir, &mut leases, &mut views)?;
-            // runc sets HOME from the user's passwd entry when the environment has none.
-            if let Some(home) = user.home.filter(|_| !env.iter().any(|e| e.starts_with("HOME="))) {
-                env.push(format!("HOME={home}"));
+            if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+                // runc sets HOME from the user's passwd entry when the image does not.
+                env.push(format!("HOME={}", user.home.as_deref().unwrap_or("/")));
             }
+            let mut guards = MountGuards::default();
+            let mounts = self.run_mounts(op, inputs, &mut env, &mut guards)?;
             let request = ops::run::RunRequest {
                 rootfs: parent,
                 argv: op.args.clone(),
@@ -236,26 +233,54 @@ impl Engine<'_> {
                 let text = String::from_utf8_lossy(bytes).into_owned();
                 self.progress.emit(Event::Output { step: progress_step, stream, text });
             };
-            let layer =
-                ops::run::run(self.root, request, &mut on_output).map_err(|e| e.to_string());
-            drop((secrets_dir, leases, views));
+            let layer = ops::run::run(self.root, request, &mut on_output)
+                .map_err(|e| self.explain_run_error(e));
+            drop(guards);
             Ok(vec![layer?])
         })?;
         Ok(StepOutput::Rootfs(rootfs))
     }
 
-    /// RUN --mount → sandbox mounts. Secret files go to a private temporary directory outside
-    /// the state root, removed when `secrets_dir` is dropped.
+    /// A RUN failure as the user should read it. The kernel refuses a binary for another
+    /// architecture with ENOEXEC; without an emulator registered with binfmt_misc that is what
+    /// building for a foreign platform gives, so say so.
+    fn explain_run_error(&self, error: ops::run::RunError) -> String {
+        use crate::sandbox::SandboxError;
+        let ops::run::RunError::Sandbox(SandboxError::Exec { command, source }) = &error else {
+            return error.to_string();
+        };
+        if source.raw_os_error() != Some(libc::ENOEXEC) {
+            return error.to_string();
+        }
+        let host = Platform::host();
+        let target = &self.graph.platform;
+        let why = if target.os == host.os && target.architecture == host.architecture {
+            format!("it is not a program for this machine ({host})")
+        } else {
+            format!(
+                "building for {target} on {host} runs {target} programs, which needs an emulator \
+                 registered with binfmt_misc (e.g. qemu-user-static)"
+            )
+        };
+        format!("exec {command}: exec format error: {why}")
+    }
+
+    /// RUN --mount → sandbox mounts, and what must live while the RUN does in `guards`.
+    /// Secret files go to a private temporary directory outside the state root.
     fn run_mounts(
         &self,
         op: &RunOp,
         inputs: &[(StepId, &StepOutput)],
         env: &mut Vec<String>,
-        secrets_dir: &mut Option<tempfile::TempDir>,
-        leases: &mut Vec<ops::cache_mount::CacheMountLease>,
-        views: &mut Vec<tempfile::TempDir>,
+        guards: &mut MountGuards,
     ) -> Result<Vec<Mount>, String> {
         let mut mounts = Vec::new();
+        // As BuildKit's exec does, point SSH_AUTH_SOCK at the first ssh mount.
+        if let Some(first) = op.mounts.iter().find(|m| m.kind == MountType::Ssh)
+            && !env.iter().any(|kv| kv.starts_with("SSH_AUTH_SOCK="))
+        {
+            env.push(format!("SSH_AUTH_SOCK={}", first.target));
+        }
         for m in &op.mounts {
             match m.kind {
                 MountType::Tmpfs => mounts.push(Mount::Tmpfs {
@@ -270,7 +295,7 @@ impl Engine<'_> {
                         StepOutput::Rootfs(r) => Source::Rootfs(r),
                     };
                     let (guard, host) = fs_steps::materialize(self.root, &from, &m.source_path)?;
-                    views.push(guard);
+                    guards.views.push(guard);
                     mounts.push(if m.readonly {
                         Mount::Bind { source: host, target: m.target.clone(), readonly: true }
                     } else {
@@ -278,13 +303,28 @@ impl Engine<'_> {
                     });
                 }
                 MountType::Cache => {
-                    let lease = ops::cache_mount::acquire(self.root, m)?;
+                    // `from=` a stage or image: the cache starts as a copy of its files.
+                    let from = m.source.and_then(|id| self.output_of(inputs, id).rootfs());
+                    let fill = |dir: &std::path::Path| {
+                        let from = from.expect("only filled with a source");
+                        let (_guard, files) = fs_steps::materialize(
+                            self.root,
+                            &Source::Rootfs(from),
+                            &m.source_path,
+                        )?;
+                        std::fs::rename(&files, dir)
+                            .map_err(|e| format!("seeding the cache from {}: {e}", m.source_path))
+                    };
+                    let seed = from.filter(|r| !r.layers.is_empty()).map(|r| {
+                        ops::cache_mount::CacheSeed { key: r.key.to_string(), fill: &fill }
+                    });
+                    let lease = ops::cache_mount::acquire(self.root, m, seed.as_ref())?;
                     mounts.push(Mount::Bind {
                         source: lease.dir.clone(),
                         target: m.target.clone(),
                         readonly: m.readonly,
                     });
-                    leases.push(lease);
+                    guards.leases.push(lease);
                 }
                 MountType::Secret => {
                     let id = m.id.clone().unwrap_or_default();
@@ -308,7 +348,7 @@ impl Engine<'_> {
                         env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
                     }
                     if !m.target.is_empty() {
-                        let dir = match secrets_dir {
+                        let dir = match &mut guards.secrets_dir {
                             Some(dir) => dir.path().to_path_buf(),
                             None => {
                                 let dir = tempfile::Builder::new()
@@ -316,7 +356,7 @@ impl Engine<'_> {
                                     .tempdir()
                                     .map_err(|e| format!("creating a secrets directory: {e}"))?;
                                 let path = dir.path().to_path_buf();
-                                *secrets_dir = Some(dir);
+                                guards.secrets_dir = Some(dir);
                                 path
                             }
                         };
@@ -338,11 +378,21 @@ impl Engine<'_> {
                 MountType::Ssh => {
                     let id = m.id.clone().unwrap_or_else(|| "default".into());
                     match self.options.ssh.get(&id) {
-                        Some(socket) => mounts.push(Mount::Bind {
-                            source: socket.clone(),
-                            target: m.target.clone(),
-                            readonly: true,
-                        }),
+                        Some(agent) => {
+                            let forward = ops::ssh_forward::forward(
+                                agent,
+                                m.uid.unwrap_or(0),
+                                m.gid.unwrap_or(0),
+                                m.mode.unwrap_or(0o600),
+                            )
+                            .map_err(|e| format!("forwarding SSH agent {id}: {e}"))?;
+                            mounts.push(Mount::Bind {
+                                source: forward.socket.clone(),
+                                target: m.target.clone(),
+                                readonly: true,
+                            });
+                            guards.forwards.push(forward);
+                        }
                         None if m.required => {
                             return Err(format!(
                                 "no SSH key {id:?} forwarded (use --ssh {id}=SOCKET)"
@@ -355,6 +405,16 @@ impl Engine<'_> {
         }
         Ok(mounts)
     }
+}
+
+/// What a RUN's mounts need kept alive until the command ends: the secrets directory, cache
+/// mount leases, materialized bind sources and SSH agent forwards.
+#[derive(Default)]
+struct MountGuards {
+    secrets_dir: Option<tempfile::TempDir>,
+    leases: Vec<ops::cache_mount::CacheMountLease>,
+    views: Vec<tempfile::TempDir>,
+    forwards: Vec<ops::ssh_forward::AgentForward>,
 }
 
 fn write_private(
@@ -418,15 +478,15 @@ impl StepRunner<StepOutput> for Engine<'_> {
                 };
                 let digests =
                     fs_steps::sources_digest(op, &source).map_err(|e| self.fail(step, e))?;
-                let key = key::copy_key(op, &parent.key, &digests.total);
-                let sources = digests
+                let sources: Vec<SourceDigest> = digests
                     .per_source
                     .into_iter()
                     .filter_map(|(path, digest)| {
                         Some(SourceDigest { path, digest: Digest::parse(&digest).ok()? })
                     })
                     .collect();
-                let rootfs = self.cached(step, key, &parent.layers, sources, || {
+                let digest = digests.total;
+                let make = || {
                     fs_steps::copy(
                         self.root,
                         op,
@@ -436,8 +496,25 @@ impl StepRunner<StepOutput> for Engine<'_> {
                         self.options.source_date_epoch,
                     )
                     .map(|layer| vec![layer])
-                })?;
-                StepOutput::Rootfs(rootfs)
+                };
+                // `--link` without names to look up in the rootfs: the layer is made and
+                // cached apart from what lies below it (see `key`), then put on top.
+                let independent = op.link
+                    && op.chown.as_deref().is_none_or(|c| {
+                        c.split(':')
+                            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+                    });
+                if independent {
+                    let layer_key = key::copy_key(op, &key::scratch_key(), &digest);
+                    let linked = self.cached(step, layer_key, &[], sources, make)?;
+                    let mut layers = parent.layers.clone();
+                    layers.extend(linked.layers);
+                    let key = key::link_key(&parent.key, &linked.key);
+                    StepOutput::Rootfs(Rootfs { key, layers })
+                } else {
+                    let key = key::copy_key(op, &parent.key, &digest);
+                    StepOutput::Rootfs(self.cached(step, key, &parent.layers, sources, make)?)
+                }
             }
             Op::Mkdir { parent, path, mode, user } => {
                 let parent = self.rootfs_of(inputs, *parent);

@@ -15,6 +15,11 @@
 //! - copy: the destination parent's key, the digest of the selected source files (content,
 //!   type, mode, owner, link target and path; never mtime), and every flag;
 //! - mkdir: the parent's key, the path, mode and user.
+//!
+//! A `COPY --link` whose owner needs no lookup in the rootfs makes a layer that does not
+//! depend on the rootfs below: its key takes [`scratch_key`] for the parent, so the layer is
+//! reused whatever comes before it (BuildKit's `--link` cache), and the step's result is
+//! keyed by [`link_key`] of the parent's key and the layer's.
 
 use kiln_frontend::graph::{AddOptions, CopyOp, InlineFileMount, RunMount, RunOp};
 use kiln_frontend::instructions::{NetworkMode, SecurityMode};
@@ -206,6 +211,13 @@ pub fn copy_key(op: &CopyOp, parent: &CacheKey, sources_digest: &str) -> CacheKe
 pub fn mkdir_key(parent: &CacheKey, path: &str, mode: u32, user: Option<&str>) -> CacheKey {
     let mut h = KeyHasher::new("mkdir");
     h.key(parent).str(path).u64(u64::from(mode)).opt_str(user);
+    h.finish()
+}
+
+/// The key of a rootfs made of `parent` with an independently made layer keyed `layer` on top.
+pub fn link_key(parent: &CacheKey, layer: &CacheKey) -> CacheKey {
+    let mut h = KeyHasher::new("link");
+    h.key(parent).key(layer);
     h.finish()
 }
 

@@ -40,9 +40,46 @@ pub struct Rootfs {
 }
 
 impl Rootfs {
-    /// Snapshot directories, top layer first (overlay `lowerdir` order).
+    /// Snapshot directories, top layer first (overlay `lowerdir` order), each once.
+    ///
+    /// Equal layers share one snapshot (two RUNs that change nothing both make the empty
+    /// layer), and overlayfs refuses a directory given twice (ELOOP, "conflicting lowerdir
+    /// path"). Only the topmost occurrence is kept, which merges to the same tree: whatever
+    /// a lower copy of the layer provides or hides, the upper copy already provides or hides
+    /// above every layer in between.
     pub fn lowers(&self) -> Vec<PathBuf> {
-        self.layers.iter().rev().map(|l| l.snapshot.clone()).collect()
+        let mut seen = std::collections::HashSet::new();
+        self.layers
+            .iter()
+            .rev()
+            .filter(|l| seen.insert(&l.snapshot))
+            .map(|l| l.snapshot.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(snapshot: &str) -> Layer {
+        Layer {
+            diff_id: Digest::of(snapshot.as_bytes()),
+            blob: Digest::of(snapshot.as_bytes()),
+            size: 0,
+            media_type: String::new(),
+            snapshot: PathBuf::from(snapshot),
+            created: None,
+        }
+    }
+
+    #[test]
+    fn lowers_are_top_first_and_unique() {
+        let rootfs = Rootfs {
+            key: CacheKey::from(Digest::of(b"key")),
+            layers: ["/s/base", "/s/empty", "/s/files", "/s/empty"].map(layer).to_vec(),
+        };
+        assert_eq!(rootfs.lowers(), ["/s/empty", "/s/files", "/s/base"].map(PathBuf::from));
     }
 }
 

@@ -21,16 +21,21 @@ pub const PASSWD: &str =
 pub const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
 
 pub fn busybox_layer() -> Layer {
+    layer_with(APPLETS, PASSWD, GROUP)
+}
+
+/// The busybox layer with these applets linked in `/bin` and these user files.
+pub fn layer_with(applets: &[&str], passwd: &str, group: &str) -> Layer {
     let busybox = std::fs::read(BUSYBOX).expect("busybox-static provides /bin/busybox");
     let mut layer = LayerBuilder::new();
     layer.dir("bin", 0o755).file("bin/busybox", 0o755, &busybox);
-    for applet in APPLETS {
+    for applet in applets {
         layer.symlink(&format!("bin/{applet}"), "busybox");
     }
     layer
         .dir("etc", 0o755)
-        .file("etc/passwd", 0o644, PASSWD.as_bytes())
-        .file("etc/group", 0o644, GROUP.as_bytes())
+        .file("etc/passwd", 0o644, passwd.as_bytes())
+        .file("etc/group", 0o644, group.as_bytes())
         .dir("root", 0o700)
         .dir("tmp", 0o1777);
     layer.finish()

@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod at_exit;
+pub mod build;
 pub mod busybox;
 pub mod http;
 pub mod kiln;

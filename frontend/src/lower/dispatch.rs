@@ -9,6 +9,7 @@ use crate::graph::{
     AddOptions, CopyOp, CopySourceRef, Healthcheck, HistoryEntry, ImageConfig, InlineFileMount,
     InlineSource, Op, RunMount, RunOp, StageImage, StageResult, StepId, StepMeta,
 };
+use crate::instructions::duration::format_go_duration;
 use crate::instructions::{
     Command, CommandLine, Healthcheck as HealthInstruction, Instruction, KeyValue, MountType,
     NetworkMode, Run, SecurityMode, SourcesAndDest,
@@ -235,13 +236,8 @@ impl Lowering<'_> {
                         }
                     }
                 }
-                state.commit(
-                    format!(
-                        "EXPOSE map[{}]",
-                        expanded.iter().map(|p| format!("{p}:{{}}")).collect::<Vec<_>>().join(" ")
-                    ),
-                    false,
-                );
+                // BuildKit prints the ports as a Go slice, in the (sorted) order written.
+                state.commit(format!("EXPOSE [{}]", expanded.join(" ")), false);
             }
             Instruction::StopSignal { signal } => {
                 let signal = self.expand(state, signal, span)?;
@@ -307,7 +303,7 @@ impl Lowering<'_> {
                         retries: c.retries,
                     },
                 };
-                state.commit(format!("HEALTHCHECK {}", go_quote_list(&health.test)), false);
+                state.commit(format!("HEALTHCHECK {}", healthcheck_history(&health)), false);
                 state.config.healthcheck = Some(health);
             }
             Instruction::Onbuild(onbuild) => state.config.on_build.push(onbuild.expression.clone()),
@@ -668,6 +664,8 @@ impl Lowering<'_> {
             history.push_str(source);
         }
         history.push_str(&format!(" {} # buildkit", spec.paths.dest));
+        // BuildKit links only without `--chmod`; with it, `--link` is a plain copy.
+        let link = spec.link && chmod.is_none();
         let op = Op::Copy(CopyOp {
             dest_parent: state.root,
             source,
@@ -676,7 +674,7 @@ impl Lowering<'_> {
             dest,
             chown,
             chmod,
-            link: spec.link,
+            link,
             parents: spec.parents,
             exclude: spec.exclude.to_vec(),
             add: spec.add,
@@ -724,7 +722,7 @@ fn is_git(source: &str) -> bool {
 }
 
 /// The instruction keyword upper-cased, the rest as written.
-fn uppercase_keyword(original: &str) -> String {
+pub(super) fn uppercase_keyword(original: &str) -> String {
     let trimmed = original.trim();
     match trimmed.split_once(char::is_whitespace) {
         Some((keyword, rest)) => format!("{} {}", keyword.to_ascii_uppercase(), rest.trim_start()),
@@ -773,6 +771,20 @@ fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Go's `%+v` of Docker's `HealthcheckConfig`, as BuildKit writes it into the history:
+/// `{Test:[CMD-SHELL exit 0] Interval:1s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}`.
+fn healthcheck_history(health: &Healthcheck) -> String {
+    format!(
+        "{{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        health.test.join(" "),
+        format_go_duration(health.interval),
+        format_go_duration(health.timeout),
+        format_go_duration(health.start_period),
+        format_go_duration(health.start_interval),
+        health.retries
+    )
 }
 
 /// `EXPOSE` values: `80`, `80/udp`, `8000-8010/tcp` → `PORT/PROTO` entries.
@@ -864,6 +876,22 @@ mod tests {
         assert!(expose_ports("80/xyz").is_err());
         assert!(expose_ports("eighty").is_err());
         assert!(expose_ports("9-1").is_err());
+    }
+
+    #[test]
+    fn healthcheck_history_is_gos_struct_format() {
+        let health = Healthcheck {
+            test: vec!["CMD".into(), "bin".into(), "-c".into(), "exit 0".into()],
+            interval: 1_000_000_000,
+            timeout: 10_000_000_000,
+            start_period: 3_000_000_000,
+            start_interval: 100_000_000,
+            retries: 5,
+        };
+        assert_eq!(
+            healthcheck_history(&health),
+            "{Test:[CMD bin -c exit 0] Interval:1s Timeout:10s StartPeriod:3s StartInterval:100ms Retries:5}"
+        );
     }
 
     #[test]

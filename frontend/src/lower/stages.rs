@@ -513,6 +513,8 @@ fn parse_trigger(trigger: &str, span: Span) -> Result<Command, LowerError> {
         return Err(LowerError::at(span, "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"));
     }
     command.span = span;
+    // Progress shows a trigger as BuildKit does: `[2/4] ONBUILD RUN ...`.
+    command.original = format!("ONBUILD {}", super::dispatch::uppercase_keyword(&command.original));
     Ok(command)
 }
 
