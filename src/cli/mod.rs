@@ -11,6 +11,7 @@ mod debug_identity;
 mod debug_run;
 mod diagnostic;
 mod plan;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -100,6 +101,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
+            if let Some(canceled) = err.downcast_ref::<crate::solver::cancel::Canceled>() {
+                eprintln!("error: {canceled}");
+                return ExitCode::from(canceled.exit_code());
+            }
             match err.downcast_ref::<diagnostic::DockerfileError>() {
                 // Already rendered with its title and source lines.
                 Some(located) => eprintln!("{located}"),
