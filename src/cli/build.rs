@@ -76,6 +76,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     // First, while kiln has a single thread: every thread must inherit the blocked signals.
     let cancel = watch_for_cancel();
+    check_context_dir(&args.plan.context)?;
     let context_paths = args.plan.build_context_paths();
     let mut input = args.plan.resolve()?;
     input.options.default_network = match args.network.as_str() {
@@ -240,6 +241,21 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The context must be a directory (BuildKit's wording); checked before the Dockerfile is
+/// looked for in it, so that a mistyped path is named as such.
+fn check_context_dir(context: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(context) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => {
+            bail!("unable to prepare context: context must be a directory: {}", context.display())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            bail!("unable to prepare context: path {:?} not found", context.display().to_string())
+        }
+        Err(err) => bail!("unable to prepare context: {}: {err}", context.display()),
+    }
 }
 
 /// How long kiln waits after a termination signal for the build to stop by itself before
