@@ -276,7 +276,7 @@ fn not_owned_by(dir: &Path, uid: u32) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 
 const MULTI_STAGE: &str = "FROM BASE AS build\n\
-    RUN --mount=type=cache,target=/cache echo run >> /cache/log && cp /cache/log /seen \
+    RUN --mount=type=cache,target=/cache,uid=1234 echo run >> /cache/log && cp /cache/log /seen \
         && mkdir -p /out/sub && echo made > /out/sub/f && chown -R 1234:5678 /out/sub\n\
     USER 1234:5678\n\
     RUN grep SigIgn /proc/self/status > /tmp/sigign && id -u > /tmp/uid && id -g > /tmp/gid\n\
@@ -329,13 +329,14 @@ fn rootless_multi_stage_build_keeps_ownership_and_is_cached_the_second_time() {
     assert_eq!(info("seen"), "run\n", "the cache mount was mounted");
 
     // Everything kiln made in its default state root belongs to the user, except image
-    // files (in snapshots) owned by other ids as the layers say; nothing is left in tmp/.
+    // files (in snapshots) and cache mount contents owned by other ids as the build said;
+    // nothing is left in tmp/.
     let state = work.state();
     assert!(state.join("oci-layout").is_file(), "the default root is $XDG_DATA_HOME/kiln");
     let foreign = not_owned_by(&work.dir.join("xdg"), user.uid);
     assert!(!foreign.is_empty(), "the snapshots hold the chowned files");
-    let snapshots = state.join("snapshots").to_string_lossy().into_owned();
-    assert!(foreign.iter().all(|p| p.starts_with(&snapshots)), "{foreign:#?}");
+    let image_data = ["snapshots", "cache-mounts"].map(|d| state.join(d).display().to_string());
+    assert!(foreign.iter().all(|p| image_data.iter().any(|d| p.starts_with(d))), "{foreign:#?}");
     assert_eq!(fs::read_dir(state.join("tmp")).unwrap().count(), 0);
 
     // Again: every step cached, the same image.
@@ -348,8 +349,11 @@ fn rootless_multi_stage_build_keeps_ownership_and_is_cached_the_second_time() {
     let rm = |path: &Path| {
         Command::new("rm").arg("-rf").arg(path).uid(user.uid).gid(user.gid).output().unwrap()
     };
+    let output = rm(&state.join("cache-mounts"));
+    assert!(!output.status.success(), "rm -rf of a cache mount chowned to 1234 cannot work");
     let output = work.kiln().args(["cache", "prune", "--all"]).output().unwrap();
     assert!(output.status.success(), "prune: {}", text(&output.stderr));
+    assert!(text(&output.stdout).ends_with("removed 1 cache mount\n"), "{}", text(&output.stdout));
     assert_eq!(not_owned_by(&work.dir.join("xdg"), user.uid), Vec::<String>::new());
     let output = rm(&work.dir.join("xdg"));
     assert!(output.status.success(), "rm -rf of the state root: {}", text(&output.stderr));

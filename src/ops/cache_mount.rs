@@ -6,7 +6,8 @@
 //! `locked` — one build at a time on instance 0 (exclusive lock, others wait);
 //! `private` — a build takes the first instance nobody holds, creating a new one if needed.
 //! A new instance's `data` directory gets the mount's `mode` (default 0755) and `uid`/`gid`
-//! (default 0). Contents never enter a cache key.
+//! (default 0). Contents never enter a cache key. `kiln cache prune --all` removes the
+//! instances no build holds ([`remove_unused`]).
 
 use kiln_cache::Root;
 use kiln_frontend::graph::RunMount;
@@ -59,6 +60,45 @@ pub fn acquire(root: &Root, mount: &RunMount) -> Result<CacheMountLease, String>
         }
         return Ok(CacheMountLease { dir: dir.join("data"), _lock: lock });
     }
+}
+
+/// Removes the contents of every cache mount no build holds (`kiln cache prune --all`), and
+/// returns how many instances went. An instance is removed with its lock held exclusively,
+/// so a build that wants it waits and then starts from a new, empty one. Lock files stay.
+pub fn remove_unused(root: &Root) -> std::io::Result<u64> {
+    let base = root.path().join("cache-mounts");
+    let ids = match std::fs::read_dir(&base) {
+        Ok(ids) => ids,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for id in ids {
+        let id = id?.path();
+        for entry in std::fs::read_dir(&id)? {
+            let path = entry?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if name.starts_with(".new-") {
+                // A creation that died half-way.
+                std::fs::remove_dir_all(&path)?;
+                continue;
+            }
+            if name.parse::<usize>().is_err() || !path.is_dir() {
+                continue;
+            }
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(id.join(format!("{name}.lock")))?;
+            if lock.try_lock().is_err() {
+                continue; // in use by a build
+            }
+            std::fs::remove_dir_all(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn create_instance(dir: &std::path::Path, mount: &RunMount) -> std::io::Result<()> {
@@ -116,5 +156,20 @@ mod tests {
         assert!(private_a.dir.join("x").exists(), "instance 0 kept its contents");
         let other = acquire(&root, &mount("npm", Sharing::Shared)).unwrap();
         assert!(!other.dir.join("x").exists(), "ids are separate caches");
+    }
+
+    #[test]
+    fn prune_removes_the_instances_no_build_holds() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = Root::open(temp.path()).unwrap();
+        let held = acquire(&root, &mount("go", Sharing::Shared)).unwrap();
+        std::fs::write(held.dir.join("x"), "1").unwrap();
+        let free = acquire(&root, &mount("npm", Sharing::Shared)).unwrap();
+        std::fs::write(free.dir.join("y"), "1").unwrap();
+        drop(free);
+        assert_eq!(remove_unused(&root).unwrap(), 1);
+        assert!(held.dir.join("x").exists(), "an instance in use stays");
+        let again = acquire(&root, &mount("npm", Sharing::Shared)).unwrap();
+        assert!(again.dir.is_dir() && !again.dir.join("y").exists(), "a removed one starts empty");
     }
 }
