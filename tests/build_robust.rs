@@ -12,7 +12,9 @@
 mod common;
 
 use common::busybox::push_busybox;
-use common::processes::{ProcessId, descendants, is_running, processes_with, wait_until};
+use common::processes::{
+    ProcessId, descendants, is_running, processes_using, processes_with, wait_until,
+};
 use common::registry::TestRegistry;
 use common::tools;
 use common::users::{self, TestUser};
@@ -496,6 +498,7 @@ fn interrupt(user: Option<&'static TestUser>, signal: Signal, delivery: Delivery
         processes.iter().filter(|p| is_running(p)).collect::<Vec<_>>()
     );
     assert_eq!(processes_with(marker), Vec::<String>::new(), "the RUN's command survived");
+    assert_eq!(processes_using(&work.dir), Vec::<String>::new(), "processes in the test's dirs");
     assert_eq!(mounts_under(&work.dir), Vec::<String>::new(), "mounts left on the host");
     assert_eq!(work.outputs(), Vec::<String>::new(), "an interrupted build wrote output");
     let tmp: Vec<String> = fs::read_dir(work.state().join("tmp"))
@@ -559,6 +562,41 @@ fn sigkill_of_a_rootless_build_leaves_nothing_running() {
         let user = &users::rootless_user().0;
         interrupt(Some(user), Signal::KILL, Delivery::Process, "kiln-test-9876");
     }
+}
+
+#[test]
+fn a_canceled_build_that_cannot_stop_exits_after_a_grace_period() {
+    if !ready() {
+        return;
+    }
+    let work = Workspace::new(None);
+    work.write("Dockerfile", "FROM BASE\nRUN true\n");
+    // A prune (this exclusive lock) keeps the build waiting for its lease, where it cannot
+    // be interrupted.
+    let root = kiln_cache::Root::open(work.state()).unwrap();
+    let prune = root.lock_exclusive(&mut || {}).unwrap();
+    let mut command = work.build_command(&[]);
+    let kiln = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let lock_file = work.state().join("lock");
+    let fds = PathBuf::from(format!("/proc/{}/fd", kiln.id()));
+    let waiting = wait_until(PATIENCE, || {
+        fs::read_dir(&fds).is_ok_and(|fds| {
+            fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|to| to == lock_file))
+        })
+    });
+    assert!(waiting, "kiln never opened the root's lock");
+    let pid = rustix::process::Pid::from_raw(kiln.id() as i32).unwrap();
+    rustix::process::kill_process(pid, Signal::INT).unwrap();
+    let output = wait_for_exit(kiln);
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("error: build canceled: received SIGINT; still busy after"),
+        "{stderr}"
+    );
+    drop(prune);
+    work.cache_verify_is_clean();
+    work.build_ok(&[]);
 }
 
 // ---------------------------------------------------------------------------------------

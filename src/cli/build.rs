@@ -2,6 +2,11 @@
 //!
 //! Nothing is written to any output until every step succeeded: outputs are written through
 //! temporary files renamed into place by the exporters, and the local store is tagged last.
+//!
+//! A failed step is reported at its Dockerfile line, as parse errors are. SIGINT (Ctrl-C),
+//! SIGTERM and SIGHUP cancel the build: running RUN sandboxes are killed, temp files
+//! removed, and kiln exits with 128 + the signal's number (130 for Ctrl-C), as the docker
+//! CLI does, after `error: build canceled: received SIGINT`.
 
 use super::diagnostic::DockerfileError;
 use super::plan::{PlanArgs, PlanInput, plan_with};
@@ -260,7 +265,7 @@ fn check_context_dir(context: &Path) -> anyhow::Result<()> {
 
 /// How long kiln waits after a termination signal for the build to stop by itself before
 /// it exits anyway.
-const CANCEL_GRACE: Duration = Duration::from_secs(10);
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// Cancels the build on SIGINT, SIGTERM or SIGHUP: running sandboxes are killed at once and
 /// the build stops with [`Canceled`] after cleaning up. A step that cannot be interrupted

@@ -2,7 +2,8 @@
 //!
 //! Arguments are parsed once here; each subcommand resolves them into its own settings
 //! before doing any work. Errors reach [`main`] as `anyhow::Error` and become exit code 1
-//! (clap's usage errors keep clap's exit code 2).
+//! (clap's usage errors keep clap's exit code 2); a build canceled by a signal exits with
+//! 128 + its number.
 
 mod build;
 mod cache;

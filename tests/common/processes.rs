@@ -74,3 +74,20 @@ pub fn descendants(pid: u32) -> Vec<ProcessId> {
 pub fn is_running(process: &ProcessId) -> bool {
     matches!(stat_of(process.pid), Some((_, state, start)) if start == process.start && state != 'Z' && state != 'X')
 }
+
+/// Running processes whose command line or working directory mentions `dir`.
+pub fn processes_using(dir: &std::path::Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = fs::read_link(entry.path().join("cwd")).unwrap_or_default();
+        let running = matches!(stat_of(pid), Some((_, state, _)) if state != 'Z' && state != 'X');
+        if running && (cmdline.contains(&needle) || cwd.starts_with(dir)) {
+            found.push(format!("{pid} {cmdline}"));
+        }
+    }
+    found
+}
