@@ -83,6 +83,54 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A process whose output goes to anonymous temp files: there is no pipe to drain, so it
+/// can be waited for with a hang guard.
+struct Running {
+    child: Child,
+    stdout: fs::File,
+    stderr: fs::File,
+}
+
+fn spawn(command: &mut Command) -> Running {
+    let (stdout, stderr) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+    command.stdout(stdout.try_clone().unwrap()).stderr(stderr.try_clone().unwrap());
+    Running { child: command.spawn().unwrap(), stdout, stderr }
+}
+
+/// Runs `command` to its end (a hang fails the test) and returns what it printed.
+fn run(command: &mut Command) -> Output {
+    spawn(command).finish()
+}
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    /// Waits for the end (killing it and failing after [`PATIENCE`]); what it printed.
+    fn finish(mut self) -> Output {
+        if !wait_until(PATIENCE, || self.has_exited()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!("{} hung; it printed:\n{}", self.child.id(), text(&read_all(&mut self.stderr)));
+        }
+        let status = self.child.wait().unwrap();
+        Output { status, stdout: read_all(&mut self.stdout), stderr: read_all(&mut self.stderr) }
+    }
+}
+
+fn read_all(file: &mut fs::File) -> Vec<u8> {
+    use std::io::Seek;
+    let mut bytes = Vec::new();
+    file.rewind().unwrap();
+    file.read_to_end(&mut bytes).unwrap();
+    bytes
+}
+
 /// A temp directory for one test, owned by the user kiln runs as: the build context in
 /// `ctx/`, outputs in `out/`; the state root is `state/` as root and the default one
 /// (`$XDG_DATA_HOME/kiln`, XDG_DATA_HOME being `xdg/`) for an unprivileged user.
@@ -152,7 +200,7 @@ impl Workspace {
     }
 
     fn build(&self, args: &[&str]) -> Output {
-        let output = self.build_command(args).output().unwrap();
+        let output = run(&mut self.build_command(args));
         eprintln!("kiln build {args:?}: {}\n{}", output.status, text(&output.stderr));
         output
     }
@@ -164,7 +212,7 @@ impl Workspace {
     }
 
     fn cache_verify_is_clean(&self) {
-        let output = self.kiln().args(["cache", "verify"]).output().unwrap();
+        let output = run(self.kiln().args(["cache", "verify"]));
         assert!(
             output.status.success(),
             "kiln cache verify: {}\n{}{}",
@@ -353,7 +401,7 @@ fn rootless_multi_stage_build_keeps_ownership_and_is_cached_the_second_time() {
     };
     let output = rm(&state.join("cache-mounts"));
     assert!(!output.status.success(), "rm -rf of a cache mount chowned to 1234 cannot work");
-    let output = work.kiln().args(["cache", "prune", "--all"]).output().unwrap();
+    let output = run(work.kiln().args(["cache", "prune", "--all"]));
     assert!(output.status.success(), "prune: {}", text(&output.stderr));
     assert!(text(&output.stdout).ends_with("removed 1 cache mount\n"), "{}", text(&output.stdout));
     assert_eq!(not_owned_by(&work.dir.join("xdg"), user.uid), Vec::<String>::new());
@@ -418,18 +466,15 @@ fn open_gate(state: &Path) {
 
 /// Starts a gated build (in its own process group) and returns once its RUN runs, with the
 /// processes the build had then.
-fn start_gated_build(work: &Workspace, marker: &str, args: &[&str]) -> (Child, Vec<ProcessId>) {
+fn start_gated_build(work: &Workspace, marker: &str, args: &[&str]) -> (Running, Vec<ProcessId>) {
     work.write("Dockerfile", &gated_dockerfile(marker));
-    let mut command = work.build_command(args);
-    command.process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut kiln = command.spawn().unwrap();
+    let mut kiln = spawn(work.build_command(args).process_group(0));
     let started = wait_until(PATIENCE, || {
-        gate_dir(&work.state()).is_some_and(|d| d.join("started").exists())
-            || kiln.try_wait().unwrap().is_some()
+        gate_dir(&work.state()).is_some_and(|d| d.join("started").exists()) || kiln.has_exited()
     });
-    if !started || kiln.try_wait().unwrap().is_some() {
-        let _ = kiln.kill();
-        let output = kiln.wait_with_output().unwrap();
+    if !started || kiln.has_exited() {
+        let _ = kiln.child.kill();
+        let output = kiln.finish();
         panic!("the gated RUN did not start: {}\n{}", output.status, text(&output.stderr));
     }
     let processes = descendants(kiln.id());
@@ -437,13 +482,9 @@ fn start_gated_build(work: &Workspace, marker: &str, args: &[&str]) -> (Child, V
     (kiln, processes)
 }
 
-fn wait_for_exit(mut kiln: Child) -> Output {
-    if !wait_until(PATIENCE, || kiln.try_wait().unwrap().is_some()) {
-        let _ = kiln.kill();
-        panic!("kiln did not exit after the signal");
-    }
-    let output = kiln.wait_with_output().unwrap();
-    eprintln!("interrupted kiln: {}\n{}", output.status, text(&output.stderr));
+fn wait_for_exit(kiln: Running) -> Output {
+    let output = kiln.finish();
+    eprintln!("kiln: {}\n{}", output.status, text(&output.stderr));
     output
 }
 
@@ -575,8 +616,7 @@ fn a_canceled_build_that_cannot_stop_exits_after_a_grace_period() {
     // be interrupted.
     let root = kiln_cache::Root::open(work.state()).unwrap();
     let prune = root.lock_exclusive(&mut || {}).unwrap();
-    let mut command = work.build_command(&[]);
-    let kiln = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let kiln = spawn(&mut work.build_command(&[]));
     let lock_file = work.state().join("lock");
     let fds = PathBuf::from(format!("/proc/{}/fd", kiln.id()));
     let waiting = wait_until(PATIENCE, || {
@@ -615,13 +655,13 @@ fn four_concurrent_builds_on_one_root_build_shared_steps_once() {
     work.write("Dockerfile.copy", &format!("FROM BASE\n{shared}\nCOPY which /which\n"));
     work.write("which", "copy\n");
     let builds = [("a", "same"), ("b", "same"), ("c", "other"), ("d", "copy")];
-    let children: Vec<(&str, &str, Child)> = builds
+    let children: Vec<(&str, &str, Running)> = builds
         .iter()
         .map(|&(name, file)| {
             let dockerfile = work.dir.join("ctx").join(format!("Dockerfile.{file}"));
             let dest = format!("type=local,dest={}", work.out(name).display());
             let oci = format!("type=oci,dest={}", work.out(&format!("{name}.tar")).display());
-            let mut command = work.build_command(&[
+            let running = spawn(&mut work.build_command(&[
                 "-f",
                 dockerfile.to_str().unwrap(),
                 "-o",
@@ -630,14 +670,13 @@ fn four_concurrent_builds_on_one_root_build_shared_steps_once() {
                 &oci,
                 "--build-arg",
                 "SOURCE_DATE_EPOCH=1700000000",
-            ]);
-            let child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-            (name, file, child)
+            ]));
+            (name, file, running)
         })
         .collect();
     let mut ran_shared = 0;
     for (name, file, child) in children {
-        let output = child.wait_with_output().unwrap();
+        let output = child.finish();
         let log = text(&output.stderr);
         eprintln!("build {name}: {}\n{log}", output.status);
         assert!(output.status.success(), "build {name} failed");
@@ -662,21 +701,18 @@ fn prune_during_a_build_waits_for_it() {
     }
     let work = Workspace::new(None);
     let (build, _) = start_gated_build(&work, "kiln-test-9877", &[]);
-    let prune = work
-        .kiln()
-        .args(["cache", "prune", "--all"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let prune = spawn(work.kiln().args(["cache", "prune", "--all"]));
     open_gate(&work.state());
     let build = wait_for_exit(build);
     assert!(build.status.success());
-    let prune = prune.wait_with_output().unwrap();
+    let prune = prune.finish();
     assert!(prune.status.success(), "{}", text(&prune.stderr));
+    let pruned = text(&prune.stdout);
+    assert!(pruned.ends_with("removed 1 cache mount\n"), "the gate went too: {pruned}");
     work.cache_verify_is_clean();
+    work.write("Dockerfile", "FROM BASE\nRUN echo after > /after\n");
     let again = work.build_ok(&[]);
-    assert!(again.contains("RUN echo after"), "{again}");
+    assert_eq!(steps_run(&again), ["[2/2] RUN echo after > /after"], "pruned records are gone");
 }
 
 #[test]
@@ -692,7 +728,7 @@ fn another_kiln_opening_the_root_leaves_a_long_runs_files_alone() {
     for entry in fs::read_dir(work.state().join("tmp")).unwrap() {
         fs::File::open(entry.unwrap().path()).unwrap().set_modified(old).unwrap();
     }
-    let du = work.kiln().args(["cache", "du"]).output().unwrap();
+    let du = run(work.kiln().args(["cache", "du"]));
     assert!(du.status.success(), "{}", text(&du.stderr));
     open_gate(&work.state());
     let build = wait_for_exit(build);
@@ -789,7 +825,7 @@ fn bad_input_exits_1_names_the_cause_writes_nothing_and_keeps_the_cache() {
 
     // Paths that are not there.
     let missing = work.dir.join("no-such-dir");
-    let output = work.kiln().args(["build", "-o", &oci]).arg(&missing).output().unwrap();
+    let output = run(work.kiln().args(["build", "-o", &oci]).arg(&missing));
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         text(&output.stderr),
@@ -800,7 +836,7 @@ fn bad_input_exits_1_names_the_cause_writes_nothing_and_keeps_the_cache() {
     );
     let empty = work.dir.join("empty");
     fs::create_dir(&empty).unwrap();
-    let output = work.kiln().args(["build", "-o", &oci]).arg(&empty).output().unwrap();
+    let output = run(work.kiln().args(["build", "-o", &oci]).arg(&empty));
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains(&format!("failed to read dockerfile {}/Dockerfile", empty.display())));
