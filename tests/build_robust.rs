@@ -736,6 +736,34 @@ fn another_kiln_opening_the_root_leaves_a_long_runs_files_alone() {
     work.cache_verify_is_clean();
 }
 
+#[test]
+fn an_output_to_a_device_or_fifo_is_written_into_not_replaced() {
+    if !ready() {
+        return;
+    }
+    // As `-o type=tar,dest=/dev/null` must leave /dev/null a device (a rename replaced it
+    // with a regular file once); a FIFO shows it without touching the host's /dev/null.
+    use std::os::unix::fs::FileTypeExt;
+    let work = Workspace::new(None);
+    work.write("Dockerfile", "FROM BASE\nRUN echo hi > /hi\n");
+    let fifo = work.out("pipe");
+    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    work.build_ok(&["-o", &format!("type=tar,dest={}", fifo.display())]);
+    let kind = fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the FIFO was replaced by {kind:?}");
+    let tar = reader.join().unwrap();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut names = archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().into_owned());
+    assert!(names.any(|name| name == Path::new("hi")), "the rootfs went through the FIFO");
+    assert_eq!(work.outputs(), ["pipe"], "no temp file beside it");
+}
+
 // ---------------------------------------------------------------------------------------
 // Bad input
 // ---------------------------------------------------------------------------------------
