@@ -13,7 +13,7 @@ use common::users::{self, TestUser};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -63,17 +63,7 @@ fn home_of(user: &TestUser) -> Home {
 
 /// kiln as `user`, with a clean environment whose HOME and TMPDIR are `home`.
 fn kiln_as(user: &TestUser, home: &Path) -> Command {
-    let mut command = Command::new(KILN);
-    command
-        .uid(user.uid)
-        .gid(user.gid)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", home)
-        .env("TMPDIR", home)
-        .current_dir("/")
-        .stdin(Stdio::null());
-    command
+    users::command_as(KILN, user, home)
 }
 
 fn text(bytes: &[u8]) -> String {

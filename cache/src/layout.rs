@@ -14,15 +14,17 @@ use crate::lock::{self, ExclusiveLock, KeyLock, Lease, Mode};
 use crate::snapshots::Snapshots;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The version written to and accepted in `oci-layout`.
 pub const IMAGE_LAYOUT_VERSION: &str = "1.0.0";
 
-/// An opened store root. Cheap to clone; clones share the same paths.
+/// An opened store root. Cheap to clone; clones share the same paths and work directory.
 #[derive(Clone, Debug)]
 pub struct Root {
     paths: Arc<Paths>,
+    /// This process's directory in `tmp/` ([`Root::work_dir`]), made on first use.
+    work: Arc<Mutex<Option<fsutil::TempDir>>>,
 }
 
 #[derive(Debug)]
@@ -69,7 +71,7 @@ impl Root {
         check_layout_version(&paths.oci_layout)?;
         fsutil::write_new_atomic(&paths.tmp, &paths.index_json, crate::images::EMPTY_INDEX)?;
         fsutil::clean_stale(&paths.tmp)?;
-        Ok(Root { paths: Arc::new(paths) })
+        Ok(Root { paths: Arc::new(paths), work: Arc::default() })
     }
 
     /// The default root: `/var/lib/kiln` for uid 0, otherwise `$XDG_DATA_HOME/kiln`
@@ -89,6 +91,23 @@ impl Root {
 
     pub(crate) fn paths(&self) -> &Paths {
         &self.paths
+    }
+
+    /// A directory under `tmp/` for this process's scratch trees (a RUN's upper directory, a
+    /// COPY's layer being filled, an export's flattened tree), which may take longer than the
+    /// stale-entry age to use: it stays locked, so no other process's open or prune removes
+    /// it, for as long as this root or a clone lives, and is removed with the last clone.
+    /// One left by a killed process is stale and goes with a later open or prune. Trees made
+    /// in it may be renamed into the store (same filesystem).
+    pub fn work_dir(&self) -> Result<PathBuf> {
+        let mut work = self.work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(dir) = work.as_ref() {
+            return Ok(dir.path().to_path_buf());
+        }
+        let dir = fsutil::temp_dir(&self.paths.tmp, "work-")?;
+        let path = dir.path().to_path_buf();
+        *work = Some(dir);
+        Ok(path)
     }
 
     /// The blob store (`blobs/sha256`).
@@ -215,6 +234,23 @@ mod tests {
         fs::write(dir.path().join("oci-layout"), b"not json").unwrap();
         let err = Root::open(dir.path()).unwrap_err();
         assert!(err.to_string().starts_with("corrupt image layout "), "{err}");
+    }
+
+    #[test]
+    fn work_dir_outlives_the_stale_age_while_held_and_goes_with_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let work = root.work_dir().unwrap();
+        assert!(work.starts_with(dir.path().join("tmp")), "{}", work.display());
+        assert_eq!(root.clone().work_dir().unwrap(), work, "clones share it");
+        fs::create_dir(work.join("upper")).unwrap();
+        let old = std::time::SystemTime::now() - fsutil::STALE_AFTER * 10;
+        fs::File::open(&work).unwrap().set_modified(old).unwrap();
+        // Another process opening the root meanwhile must leave it alone.
+        Root::open(dir.path()).unwrap();
+        assert!(work.join("upper").is_dir(), "a held work directory was removed");
+        drop(root);
+        assert!(!work.exists(), "the work directory outlived its root");
     }
 
     #[test]

@@ -2,25 +2,35 @@
 //!
 //! Nothing is written to any output until every step succeeded: outputs are written through
 //! temporary files renamed into place by the exporters, and the local store is tagged last.
+//!
+//! A failed step is reported at its Dockerfile line, as parse errors are. SIGINT (Ctrl-C),
+//! SIGTERM and SIGHUP cancel the build: running RUN sandboxes are killed, temp files
+//! removed, and kiln exits with 128 + the signal's number (130 for Ctrl-C), as the docker
+//! CLI does, after `error: build canceled: received SIGINT`.
 
-use super::plan::{PlanArgs, plan_with};
+use super::diagnostic::DockerfileError;
+use super::plan::{PlanArgs, PlanInput, plan_with};
 use crate::export::{Exporter, Output, prepare_image};
 use crate::image::{ImageConfigFile, LayerBlob, NewLayer, Timestamp, derive_timed};
 use crate::layer::Compression;
 use crate::registry::client::{ClientOptions, RegistryClient};
 use crate::registry::reference::Reference;
-use crate::solver::engine::{Engine, EngineOptions, SecretSource, StepOutput};
+use crate::solver::cancel::{Cancel, Canceled};
+use crate::solver::engine::{BuildError, Engine, EngineOptions, SecretSource, StepOutput};
 use crate::solver::images::Images;
 use crate::solver::progress::{Event, Printer, ProgressMode, ProgressSink, StepTimer};
 use crate::solver::schedule::run_graph;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use kiln_cache::Root;
+use kiln_frontend::graph::Graph;
 use kiln_frontend::instructions::NetworkMode;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -69,6 +79,9 @@ pub fn run(
     root_dir: Option<&Path>,
     insecure: &[String],
 ) -> anyhow::Result<ExitCode> {
+    // First, while kiln has a single thread: every thread must inherit the blocked signals.
+    let cancel = watch_for_cancel();
+    check_context_dir(&args.plan.context)?;
     let context_paths = args.plan.build_context_paths();
     let mut input = args.plan.resolve()?;
     input.options.default_network = match args.network.as_str() {
@@ -147,9 +160,11 @@ pub fn run(
         stat_cache: std::sync::Mutex::new(crate::ops::context::StatCache::open(
             &root.path().join("stat-cache"),
         )?),
+        cancel: &cancel,
     };
     let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
-    let results = run_graph(&graph, &engine, parallelism)?;
+    let results =
+        run_graph(&graph, &engine, parallelism).map_err(|e| step_error(&input, &graph, e))?;
     if let Ok(mut cache) = engine.stat_cache.into_inner() {
         // A stat cache that cannot be saved only costs re-hashing next time.
         if let Err(err) = cache.save() {
@@ -197,7 +212,7 @@ pub fn run(
         })
         .collect();
     let blobs = root.blobs();
-    let exporter = Exporter::new(&blobs, root.path().join("tmp"), created)
+    let exporter = Exporter::new(&blobs, root.work_dir()?, created)
         .source_date_epoch(source_date_epoch)
         .store(&root);
     let mut last = None;
@@ -205,6 +220,7 @@ pub fn run(
     for (i, output) in outputs.iter().enumerate() {
         // Each output is a progress step after the graph's, as BuildKit shows its exporters.
         let step = graph.steps.len() + 1 + i;
+        cancel.check()?;
         let timer = StepTimer::start(&printer, step, export_step_name(output));
         let exported = (|| {
             let options = output.image().cloned().unwrap_or_default();
@@ -271,6 +287,66 @@ fn export_step_name(output: &Output) -> &'static str {
         Output::Local { .. } => "exporting to client directory",
         Output::Tar { .. } => "exporting to client tarball",
         Output::Image { .. } | Output::Registry { .. } => "exporting to image",
+    }
+}
+
+/// The context must be a directory (BuildKit's wording); checked before the Dockerfile is
+/// looked for in it, so that a mistyped path is named as such.
+fn check_context_dir(context: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(context) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => {
+            bail!("unable to prepare context: context must be a directory: {}", context.display())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            bail!("unable to prepare context: path {:?} not found", context.display().to_string())
+        }
+        Err(err) => bail!("unable to prepare context: {}: {err}", context.display()),
+    }
+}
+
+/// How long kiln waits after a termination signal for the build to stop by itself before
+/// it exits anyway.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// Cancels the build on SIGINT, SIGTERM or SIGHUP: running sandboxes are killed at once and
+/// the build stops with [`Canceled`] after cleaning up. A step that cannot be interrupted
+/// (a pull, a large COPY) does not hold kiln hostage: after [`CANCEL_GRACE`] it exits
+/// anyway, leaving only temp entries that a later run sweeps (sandboxes die with it).
+/// Further signals change nothing (the watcher is waiting out the grace period): a
+/// terminal's Ctrl-C reaches a rootless kiln twice, from the terminal and forwarded by its
+/// parent.
+fn watch_for_cancel() -> Arc<Cancel> {
+    let cancel = Arc::new(Cancel::default());
+    let watcher = Arc::clone(&cancel);
+    super::signals::watch(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP], move |signal| {
+        watcher.cancel(signal);
+        std::thread::sleep(CANCEL_GRACE);
+        let canceled = Canceled { signal };
+        eprintln!("error: {canceled}; still busy after {}s, exiting", CANCEL_GRACE.as_secs());
+        std::process::exit(canceled.exit_code().into());
+    });
+    cancel
+}
+
+/// A failed step as users read it: the Dockerfile line it comes from and the cause, shown
+/// like a parse error (BuildKit's `Dockerfile:3` with the source excerpt); steps with no
+/// line (internal ones) are named instead.
+fn step_error(input: &PlanInput, graph: &Graph, error: BuildError) -> anyhow::Error {
+    match error {
+        BuildError::Canceled(canceled) => canceled.into(),
+        BuildError::Step { step, name, message } => {
+            match graph.step(step).meta.span.filter(|span| span.is_known()) {
+                Some(span) => DockerfileError::new(
+                    &input.dockerfile_name,
+                    &input.dockerfile_text,
+                    Some(span),
+                    &message,
+                )
+                .into(),
+                None => anyhow::anyhow!("{name}: {message}"),
+            }
+        }
     }
 }
 

@@ -23,7 +23,10 @@ pub enum CacheCommand {
         /// (e.g. 10GB, 512MiB, 1.5g; units are binary)
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         keep_storage: Option<u64>,
-        /// Remove every cache record and snapshot, keeping only what tagged images need
+        /// Remove every cache record, snapshot and `RUN --mount=type=cache` directory not in
+        /// use, keeping only what tagged images need. Rootless, what is left is all owned by
+        /// you, so `rm -rf` can delete the state root then (before, files that builds chowned
+        /// belong to your subordinate ids)
         #[arg(long)]
         all: bool,
     },
@@ -61,6 +64,11 @@ pub fn run(cmd: CacheCommand, root: Option<&Path>) -> anyhow::Result<ExitCode> {
                 format_size(report.bytes_freed),
                 format_size(report.remaining)
             );
+            if all {
+                let mounts = crate::ops::cache_mount::remove_unused(&root)
+                    .context("removing cache mounts")?;
+                println!("removed {}", plural(mounts, "cache mount"));
+            }
             Ok(ExitCode::SUCCESS)
         }
         CacheCommand::Verify { dry_run } => {

@@ -161,26 +161,9 @@ pub fn run(args: DebugRunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Kill the sandbox on SIGINT/SIGTERM: block them in every thread and wait for them in one.
+/// Kill the sandbox on SIGINT/SIGTERM.
 fn watch_signals(killer: crate::sandbox::KillHandle) {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset/sigaddset before use, and
-    // pthread_sigmask only reads it. Called before any other thread exists, so the mask is
-    // inherited by the watcher thread and the helper resets it on exec (std does).
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    std::thread::spawn(move || {
-        let mut signal: libc::c_int = 0;
-        // SAFETY: `set` is initialised and `signal` a live local the call writes to.
-        if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
-            killer.kill();
-        }
-    });
+    super::signals::watch(&[libc::SIGINT, libc::SIGTERM], move |_| killer.kill());
 }
 
 #[cfg(test)]

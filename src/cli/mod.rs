@@ -2,7 +2,8 @@
 //!
 //! Arguments are parsed once here; each subcommand resolves them into its own settings
 //! before doing any work. Errors reach [`main`] as `anyhow::Error` and become exit code 1
-//! (clap's usage errors keep clap's exit code 2).
+//! (clap's usage errors keep clap's exit code 2); a build canceled by a signal exits with
+//! 128 + its number.
 
 mod build;
 mod cache;
@@ -14,6 +15,7 @@ mod images;
 mod plan;
 mod rmi;
 mod save;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -114,6 +116,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
+            if let Some(canceled) = err.downcast_ref::<crate::solver::cancel::Canceled>() {
+                eprintln!("error: {canceled}");
+                return ExitCode::from(canceled.exit_code());
+            }
             match err.downcast_ref::<diagnostic::DockerfileError>() {
                 // Already rendered with its title and source lines.
                 Some(located) => eprintln!("{located}"),

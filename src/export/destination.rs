@@ -3,7 +3,8 @@
 //! - Files ([`write_file_atomically`]): written to a temp file in the destination's
 //!   directory (`.kiln-out-*`), flushed and fsynced, made 0644 and renamed over the
 //!   destination only when everything succeeded; on error the temp file is removed and an
-//!   existing destination is untouched.
+//!   existing destination is untouched. A destination that is a device, FIFO or socket
+//!   (`dest=/dev/null`) is written into instead: a rename would replace the node.
 //! - Directories ([`write_dir_atomically`]): filled in a temp directory beside the
 //!   destination (`.kiln-local-*`). A missing destination is created by one rename. An
 //!   existing one is merged into, as BuildKit's local exporter does: each entry of the new
@@ -37,8 +38,14 @@ pub fn write_file_atomically<T>(
     dest: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<T, ExportError>,
 ) -> Result<T, ExportError> {
-    if fs::metadata(dest).is_ok_and(|meta| meta.is_dir()) {
-        return Err(ExportError::DestIsDirectory { path: dest.to_path_buf() });
+    match fs::metadata(dest) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(ExportError::DestIsDirectory { path: dest.to_path_buf() });
+        }
+        // A device (`dest=/dev/null`), FIFO or socket: renaming over it would replace the
+        // node itself (as root, the host's /dev/null by a regular file). Write into it.
+        Ok(meta) if !meta.is_file() => return write_in_place(dest, write),
+        _ => {}
     }
     let parent = parent_dir(dest)?;
     let temp = tempfile::Builder::new()
@@ -58,6 +65,18 @@ pub fn write_file_atomically<T>(
         path: dest.to_path_buf(),
         source: err.error,
     })?;
+    Ok(result)
+}
+
+/// Runs `write` on `dest` opened for writing as it is (a special file, not replaced).
+fn write_in_place<T>(
+    dest: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, ExportError>,
+) -> Result<T, ExportError> {
+    let file = File::options().write(true).open(dest).map_err(io_error("open", dest))?;
+    let mut buffered = BufWriter::with_capacity(256 * 1024, file);
+    let result = write(&mut buffered)?;
+    buffered.flush().map_err(ExportError::Write)?;
     Ok(result)
 }
 
@@ -182,6 +201,25 @@ mod tests {
         write_file_atomically(&dest, |_| Err::<(), _>(ExportError::NoStore)).unwrap_err();
         assert_eq!(fs::read(&dest).unwrap(), b"whole");
         assert_eq!(names(&dir.path().join("sub")), ["out.tar"]);
+    }
+
+    #[test]
+    fn a_special_file_is_written_into_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write_file_atomically(&fifo, |w| w.write_all(b"through").map_err(ExportError::Write))
+            .unwrap();
+        assert_eq!(reader.join().unwrap(), b"through");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
+        assert_eq!(names(dir.path()), ["fifo"], "no temp file left");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! and is a cache of its own for each such starting point, as BuildKit keys it by id and
 //! base: see [`CacheSeed`]. As in BuildKit, `uid`/`gid`/`mode` without a `source` ask for a
 //! fresh directory instead.
+//! `kiln cache prune --all` removes the instances no build holds ([`remove_unused`]).
 
 use kiln_cache::Root;
 use kiln_frontend::graph::RunMount;
@@ -84,6 +85,45 @@ pub fn acquire(
         }
         return Ok(CacheMountLease { dir: dir.join("data"), _lock: lock });
     }
+}
+
+/// Removes the contents of every cache mount no build holds (`kiln cache prune --all`), and
+/// returns how many instances went. An instance is removed with its lock held exclusively,
+/// so a build that wants it waits and then starts from a new, empty one. Lock files stay.
+pub fn remove_unused(root: &Root) -> std::io::Result<u64> {
+    let base = root.path().join("cache-mounts");
+    let ids = match std::fs::read_dir(&base) {
+        Ok(ids) => ids,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for id in ids {
+        let id = id?.path();
+        for entry in std::fs::read_dir(&id)? {
+            let path = entry?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if name.starts_with(".new-") {
+                // A creation that died half-way.
+                std::fs::remove_dir_all(&path)?;
+                continue;
+            }
+            if name.parse::<usize>().is_err() || !path.is_dir() {
+                continue;
+            }
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(id.join(format!("{name}.lock")))?;
+            if lock.try_lock().is_err() {
+                continue; // in use by a build
+            }
+            std::fs::remove_dir_all(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn create_instance(
@@ -173,5 +213,20 @@ mod tests {
         // uid/gid/mode without a source: a fresh directory, as BuildKit makes one.
         let fresh = acquire(&root, &mount("go", Sharing::Shared), Some(&seed)).unwrap();
         assert!(!fresh.dir.join("seeded").exists());
+    }
+
+    #[test]
+    fn prune_removes_the_instances_no_build_holds() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = Root::open(temp.path()).unwrap();
+        let held = acquire(&root, &mount("go", Sharing::Shared), None).unwrap();
+        std::fs::write(held.dir.join("x"), "1").unwrap();
+        let free = acquire(&root, &mount("npm", Sharing::Shared), None).unwrap();
+        std::fs::write(free.dir.join("y"), "1").unwrap();
+        drop(free);
+        assert_eq!(remove_unused(&root).unwrap(), 1);
+        assert!(held.dir.join("x").exists(), "an instance in use stays");
+        let again = acquire(&root, &mount("npm", Sharing::Shared), None).unwrap();
+        assert!(again.dir.is_dir() && !again.dir.join("y").exists(), "a removed one starts empty");
     }
 }

@@ -13,6 +13,7 @@ use crate::sandbox::{
     ExitStatus, Mount, NetworkMode, ProcessSpec, RootfsMode, RootfsModeRequest, RootfsSpec,
     Sandbox, SandboxError, SandboxSpec, Stream,
 };
+use crate::solver::cancel::Cancel;
 use crate::solver::rootfs::{Layer, Rootfs};
 use kiln_cache::{Digest, Root, SnapshotId};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct RunRequest<'a> {
     pub inline_files: Vec<(String, String, u32)>,
     pub compression: Compression,
     pub source_date_epoch: Option<i64>,
+    /// Kills the sandbox when the build is canceled.
+    pub cancel: &'a Cancel,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +66,7 @@ pub fn run(
     request: RunRequest<'_>,
     on_output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<Layer, RunError> {
-    let scratch_parent = root.path().join("tmp");
+    let scratch_parent = root.work_dir().map_err(|e| RunError::Store(e.to_string()))?;
     let scratch = tempfile::Builder::new()
         .prefix("run-")
         .tempdir_in(&scratch_parent)
@@ -107,7 +110,11 @@ pub fn run(
         network: request.network,
         mounts: mounts.clone(),
     };
-    let result = Sandbox::new(spec).with_scratch_parent(&scratch_parent).run(on_output)?;
+    let sandbox = Sandbox::new(spec).with_scratch_parent(&scratch_parent);
+    let tracked = request.cancel.track(sandbox.kill_handle());
+    let result = sandbox.run(on_output);
+    drop(tracked);
+    let result = result?;
     match result.status {
         ExitStatus::Code(0) => {}
         ExitStatus::Code(code) => return Err(RunError::Failed { command, code }),

@@ -13,6 +13,8 @@
 //!   dies → the kernel kills everything else in the pid namespace, and the mount namespace,
 //!   owned by pid 1 alone, goes with its mounts. Nothing is left on the host.
 //! - pid 1 reaps every orphan (it is their init) and reports the command's status.
+//! - the helper and pid 1 ignore stop signals sent to kiln's process group (a terminal's
+//!   Ctrl-C): kiln decides, and kills the sandbox when it stops.
 //! - the helper and pid 1 are non-dumpable, so the command cannot open `/proc/1/exe` (our
 //!   binary on the host) for writing; CVE-2019-5736 overwrote runc's binary that way.
 
@@ -32,6 +34,12 @@ use std::path::Path;
 
 /// Entry point of `kiln __sandbox-init`; returns the helper's exit code.
 pub fn main() -> i32 {
+    // Ctrl-C reaches kiln's whole process group, this helper included. Whether the build
+    // stops is kiln's call (it kills the sandbox then); the helper and pid 1 (which inherits
+    // this) ignore such signals, and the command gets the defaults back.
+    if process::set_stop_signals(libc::SIG_IGN).is_err() {
+        return 125;
+    }
     // SAFETY: kiln starts the helper with its end of the socket pair as descriptor 3, and
     // nothing else in this process owns that descriptor.
     let socket = unsafe { UnixStream::from(OwnedFd::from_raw_fd(HELPER_FD)) };

@@ -61,7 +61,8 @@ impl KillHandle {
         }
     }
 
-    fn is_killed(&self) -> bool {
+    /// Whether [`KillHandle::kill`] was called.
+    pub fn is_killed(&self) -> bool {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).killed
     }
 

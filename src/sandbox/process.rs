@@ -5,7 +5,8 @@
 //! new session → drop bounding capabilities (needs CAP_SETPCAP, so while still root) →
 //! keep-caps on → supplementary groups, gid, uid → keep-caps off → permitted/effective set to
 //! the default set, inheritable and ambient emptied → no_new_privs (if asked) → parent-death
-//! signal (re-armed: changing credentials clears it) → umask 0022 → every descriptor above 2
+//! signal (re-armed: changing credentials clears it) → umask 0022 → every signal back to its
+//! default (the sandbox ignores [`STOP_SIGNALS`]) → every descriptor above 2
 //! marked close-on-exec (CVE-2024-21626 leaked a host directory descriptor into the
 //! container; nothing of ours must survive the exec).
 //!
@@ -20,6 +21,45 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+/// Signals that ask a process group to stop (a terminal's Ctrl-C, Ctrl-\, hang-up; a
+/// service manager's SIGTERM to every process). The sandbox's own processes ignore them:
+/// kiln decides when a sandbox stops, and kills it itself ([`super::KillHandle`]). The
+/// command gets them back at their defaults ([`reset_signal_dispositions`]), as under Docker.
+pub const STOP_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM];
+
+/// Sets the disposition of every [`STOP_SIGNALS`] signal to `handler` (`SIG_IGN` or
+/// `SIG_DFL`). Async-signal-safe: only `sigaction` calls, no allocation.
+pub fn set_stop_signals(handler: libc::sighandler_t) -> std::io::Result<()> {
+    // SAFETY: sigaction is plain data; zeroed means no flags and an empty mask, and
+    // `sa_sigaction` holds SIG_IGN or SIG_DFL, which need no handler code.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler;
+    for signal in STOP_SIGNALS {
+        // SAFETY: a valid signal number and a live, initialised action; no old action asked.
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Sets every signal that can be caught back to its default disposition, so that the
+/// command starts as under Docker whatever kiln and its caller ignored (the signal mask is
+/// emptied by `std` already). `max` is `SIGRTMAX()`, read before forking. Async-signal-safe:
+/// only `sigaction` calls. glibc refuses its two internal real-time signals (32 and 33,
+/// which glibc's `posix_spawn` may leave ignored): they keep what they had, harmlessly,
+/// since glibc installs its own handlers for them when a program uses them.
+pub fn reset_signal_dispositions(max: libc::c_int) {
+    // SAFETY: as in `set_stop_signals`: plain data, SIG_DFL needs no handler code.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = libc::SIG_DFL;
+    for signal in (1..=max).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP) {
+        // SAFETY: a signal number in range and a live, initialised action.
+        unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+    }
+}
 
 /// `PATH` used when the environment has none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -118,6 +158,7 @@ pub fn spawn(process: &ProcessSpec, program: &Path, creds: Credentials) -> std::
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
     let groups: Vec<Gid> = creds.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    let max_signal = libc::SIGRTMAX();
     // SAFETY: the closure runs in the forked child before exec; it only makes raw system
     // calls (no allocation, no locks): the vectors it reads were built before the fork.
     unsafe {
@@ -141,6 +182,7 @@ pub fn spawn(process: &ProcessSpec, program: &Path, creds: Credentials) -> std::
             }
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+            reset_signal_dispositions(max_signal);
             mark_fds_cloexec_from(3);
             Ok(())
         });

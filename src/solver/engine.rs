@@ -7,6 +7,7 @@
 //! snapshots); otherwise execute the op, store its layer, and put the record. `--no-cache`
 //! skips the lookup but still records.
 
+use super::cancel::{Cancel, Canceled};
 use super::fs_steps::{self, ContextFiles, Source};
 use super::key::{self, CacheKey};
 use super::progress::{Event, ProgressSink, StepReporter, StepTimer, Stream as ProgressStream};
@@ -87,19 +88,29 @@ pub struct Engine<'a> {
     pub progress: &'a dyn ProgressSink,
     pub options: &'a EngineOptions,
     pub stat_cache: std::sync::Mutex<ops::context::StatCache>,
+    /// Set by the CLI's signal watcher: kills running sandboxes, stops new steps.
+    pub cancel: &'a Cancel,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("{name}: {message}")]
-    Step { name: String, message: String },
+    Step { step: StepId, name: String, message: String },
+    #[error(transparent)]
+    Canceled(#[from] Canceled),
 }
 
 impl Engine<'_> {
+    /// The step's error, reported; a step that fails once the build was canceled (its
+    /// sandbox killed) fails because of that.
     fn fail(&self, step: StepId, message: impl std::fmt::Display) -> BuildError {
+        if let Some(canceled) = self.cancel.canceled() {
+            self.progress.emit(Event::Failed { step: step.0 + 1, error: "canceled".into() });
+            return canceled.into();
+        }
         let name = self.graph.step(step).meta.name.clone();
         self.progress.emit(Event::Failed { step: step.0 + 1, error: message.to_string() });
-        BuildError::Step { name, message: message.to_string() }
+        BuildError::Step { step, name, message: message.to_string() }
     }
 
     fn rootfs_of<'o>(&self, inputs: &'o [(StepId, &StepOutput)], id: StepId) -> &'o Rootfs {
@@ -223,6 +234,7 @@ impl Engine<'_> {
                     .collect(),
                 compression: self.options.compression,
                 source_date_epoch: self.options.source_date_epoch,
+                cancel: self.cancel,
             };
             let progress_step = step.0 + 1;
             let mut on_output = |stream: Stream, bytes: &[u8]| {
@@ -446,6 +458,7 @@ impl StepRunner<StepOutput> for Engine<'_> {
         step: StepId,
         inputs: &[(StepId, &StepOutput)],
     ) -> Result<StepOutput, BuildError> {
+        self.cancel.check()?;
         let meta = &self.graph.step(step).meta;
         let timer = StepTimer::start(self.progress, step.0 + 1, &meta.name);
         let output = match &self.graph.step(step).op {

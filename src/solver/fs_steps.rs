@@ -99,9 +99,10 @@ fn created_time(source_date_epoch: Option<i64>) -> Time {
 
 /// A fresh empty layer directory in the store's `tmp/`.
 fn layer_dir(root: &Root, prefix: &str) -> Result<tempfile::TempDir, String> {
+    let work = root.work_dir().map_err(|e| e.to_string())?;
     tempfile::Builder::new()
         .prefix(prefix)
-        .tempdir_in(root.path().join("tmp"))
+        .tempdir_in(work)
         .map_err(|e| format!("creating a layer directory: {e}"))
 }
 
@@ -135,7 +136,7 @@ pub fn copy(
     let dir = layer_dir(root, "copy-")?;
     let options = CopyOptions {
         created_time: created_time(source_date_epoch),
-        download_dir: Some(root.path().join("tmp")),
+        download_dir: Some(root.work_dir().map_err(|e| e.to_string())?),
         ..Default::default()
     };
     match source {

@@ -28,6 +28,13 @@
 //! - with no subordinate ids only 0 → own id is mapped, with one warning;
 //! - the child dies with the parent (parent-death signal), and its sandboxes with it.
 //!
+//! Files on the host: what kiln creates in the state root is owned by the invoking user,
+//! except files whose owner an image or a build chose — layer snapshots (`snapshots/`) and
+//! cache mount contents (`cache-mounts/`) — where container id N ≥ 1 is subordinate id
+//! start + N − 1, as in `-o type=local` outputs. The user cannot `rm -rf` those (a directory
+//! owned by a subordinate id is not theirs to write to); `kiln cache prune --all`, which runs
+//! in this namespace, removes them, after which `rm -rf` of the state root works.
+//!
 //! Inside, code must not confuse "uid 0" with "real root": [`IdentityContext`] tells them
 //! apart (the sandbox then nests a user namespace over the ids it has and mounts overlays
 //! with `userxattr`), [`overlay_xattr_prefix`] says which xattrs overlay directories use,

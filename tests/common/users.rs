@@ -4,6 +4,8 @@
 //! subordinate ranges are reused; within one test process creation happens once.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -77,6 +79,22 @@ pub fn user_without_subids() -> &'static TestUser {
         }
         user
     })
+}
+
+/// `program` as `user`, with a clean environment whose HOME and TMPDIR are `home`, from `/`,
+/// stdin `/dev/null`.
+pub fn command_as(program: &str, user: &TestUser, home: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .uid(user.uid)
+        .gid(user.gid)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", home)
+        .env("TMPDIR", home)
+        .current_dir("/")
+        .stdin(Stdio::null());
+    command
 }
 
 fn ensure_account(name: &str, system: bool) {
