@@ -175,7 +175,10 @@ pub fn run(
         bail!("the target's layers do not start with its base image's");
     }
     let new_diff_ids: Vec<_> = rootfs.layers[base_layers..].iter().map(|l| l.diff_id).collect();
-    let config = derive(&base, &target.image, &new_diff_ids, created)?;
+    let mut config = derive(&base, &target.image, &new_diff_ids, created)?;
+    if args.plan.platform_requested() {
+        label_with_platform(&mut config, &graph.platform);
+    }
     let stored: Vec<LayerBlob> = rootfs
         .layers
         .iter()
@@ -230,6 +233,20 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An explicit `--platform` is the image's platform even when the base image is for
+/// another one (BuildKit labels the result with the target and warns about the base).
+fn label_with_platform(config: &mut ImageConfigFile, platform: &kiln_frontend::platform::Platform) {
+    let same = config.os == platform.os && config.architecture == platform.architecture;
+    config.os = platform.os.clone();
+    config.architecture = platform.architecture.clone();
+    if platform.variant.is_some() || !same {
+        config.variant = platform.variant.clone().unwrap_or_default();
+    }
+    if !same {
+        config.os_version.clear();
+    }
 }
 
 fn source_date_epoch(build_args: &BTreeMap<String, String>) -> anyhow::Result<Option<i64>> {
