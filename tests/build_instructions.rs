@@ -221,9 +221,9 @@ fn independent_stages_run_in_parallel_and_unused_ones_not_at_all() {
     // would start after the other ended.
     let build = Build::new(
         "FROM {{base}} AS left\n\
-         RUN cat /proc/uptime > /start && sleep 1 && echo left && cat /proc/uptime > /end\n\
+         RUN cat /proc/uptime > /start && sleep 2 && echo left && cat /proc/uptime > /end\n\
          FROM {{base}} AS right\n\
-         RUN cat /proc/uptime > /start && sleep 1 && echo right && cat /proc/uptime > /end\n\
+         RUN cat /proc/uptime > /start && sleep 2 && echo right && cat /proc/uptime > /end\n\
          FROM {{base}} AS unused\n\
          RUN echo UNUSED-STAGE-RAN\n\
          FROM {{base}}\n\
@@ -370,12 +370,13 @@ fn platform_flag_sets_the_image_platform_and_foreign_binaries_fail_clearly() {
     assert_eq!(image.config["architecture"], host);
 
     // Another platform, cross-built the usual way: the RUN stage is on the build platform,
-    // sees the target in TARGET*, and the result is an image for the target.
+    // sees the target in TARGET*, and the result is an image for the target — labelled so
+    // even on a base image that exists for the host only, as BuildKit labels it.
     let build = Build::new(
         "FROM --platform=$BUILDPLATFORM {{base}} AS build\n\
          ARG TARGETPLATFORM TARGETARCH BUILDPLATFORM\n\
          RUN echo \"built on $BUILDPLATFORM for $TARGETPLATFORM ($TARGETARCH)\" > /out\n\
-         FROM scratch\n\
+         FROM {{base}}\n\
          COPY --from=build /out /out\n",
     );
     let image = build.image(&["--platform", &format!("linux/{foreign}")]);

@@ -193,7 +193,10 @@ pub fn run(
         .iter()
         .map(|l| NewLayer { diff_id: l.diff_id, created: l.created.clone() })
         .collect();
-    let config = derive_timed(&base, &target.image, &new_layers, epoch)?;
+    let mut config = derive_timed(&base, &target.image, &new_layers, epoch)?;
+    if args.plan.platform_requested() {
+        label_with_platform(&mut config, &graph.platform);
+    }
     // Outputs are stamped with the image's own time, so equal images give equal archives.
     let created = config
         .created
@@ -347,6 +350,20 @@ fn step_error(input: &PlanInput, graph: &Graph, error: BuildError) -> anyhow::Er
                 None => anyhow::anyhow!("{name}: {message}"),
             }
         }
+    }
+}
+
+/// An explicit `--platform` is the image's platform even when the base image is for
+/// another one (BuildKit labels the result with the target and warns about the base).
+fn label_with_platform(config: &mut ImageConfigFile, platform: &kiln_frontend::platform::Platform) {
+    let same = config.os == platform.os && config.architecture == platform.architecture;
+    config.os = platform.os.clone();
+    config.architecture = platform.architecture.clone();
+    if platform.variant.is_some() || !same {
+        config.variant = platform.variant.clone().unwrap_or_default();
+    }
+    if !same {
+        config.os_version.clear();
     }
 }
 

@@ -55,6 +55,11 @@ impl PlanArgs {
             .collect()
     }
 
+    /// Whether `--platform` was given (the image is then labelled with it, as BuildKit does).
+    pub fn platform_requested(&self) -> bool {
+        self.platform.is_some()
+    }
+
     pub fn resolve(&self) -> anyhow::Result<PlanInput> {
         let (name, text) = read_dockerfile(self.file.as_deref(), &self.context)?;
         let mut options = LowerOptions { target: self.target.clone(), ..Default::default() };
