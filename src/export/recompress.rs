@@ -23,6 +23,7 @@ use crate::image::LayerBlob;
 use crate::image::manifest::layer_compression;
 use crate::layer::{Compression, GZIP_LEVEL, ZSTD_LEVEL, ZSTD_WORKERS, decompress};
 use kiln_cache::{BlobStore, Hasher};
+use rayon::prelude::*;
 use std::io::{self, Read, Write};
 
 /// The size of every write into the encoder but the last.
@@ -110,7 +111,8 @@ pub fn recompress_all(
     match target {
         None => Ok(layers.to_vec()),
         Some(target) => {
-            layers.iter().map(|layer| recompress(layer, target, blobs, store)).collect()
+            // Layers are independent: encode them side by side (each stays deterministic).
+            layers.par_iter().map(|layer| recompress(layer, target, blobs, store)).collect()
         }
     }
 }

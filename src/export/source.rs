@@ -13,8 +13,8 @@ use std::io::{self, Read};
 /// An error from a [`BlobSource`], kept whole for the message.
 pub type SourceError = Box<dyn Error + Send + Sync>;
 
-/// Read access to blobs by digest.
-pub trait BlobSource {
+/// Read access to blobs by digest, from any thread (exports read layers in parallel).
+pub trait BlobSource: Sync {
     /// Opens the blob for streaming.
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + '_>, SourceError>;
     /// The blob's size in bytes.
