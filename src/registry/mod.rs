@@ -45,18 +45,26 @@
 pub mod auth;
 pub mod authorize;
 pub mod blob;
+pub mod certs_dir;
 pub mod client;
 pub mod credentials;
 pub mod digest;
+pub mod docker_config;
 pub mod endpoint;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake_helpers;
 pub mod image_config;
+pub mod login;
 pub mod manifest;
+pub mod parallel;
 pub mod platform_select;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod retry;
 pub mod tls;
+pub mod upload;
 
 pub use blob::BlobProgress;
 pub use client::{ClientOptions, RegistryClient};

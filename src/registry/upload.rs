@@ -1,0 +1,607 @@
+//! Blob uploads, as the distribution spec describes them and as registries in the wild
+//! answer them.
+//!
+//! One blob goes up in this order, each step skipped when an earlier one settled it:
+//! 1. `HEAD /v2/<name>/blobs/<digest>`: the repository has it already — nothing to send.
+//! 2. `POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<other>` for each repository of
+//!    the same registry known to hold it: `201` means mounted; `202` means the registry
+//!    declined and opened an upload session instead, which step 3 uses.
+//! 3. `POST /v2/<name>/blobs/uploads/` opens a session; a blob up to
+//!    [`ClientOptions::upload_chunk_size`](super::ClientOptions) goes in one
+//!    `PUT <location>?digest=<digest>`; a larger one in `PATCH` chunks (`Content-Range`) of
+//!    that size — or of the registry's `OCI-Chunk-Min-Length`, if larger; halved when the
+//!    registry answers `413` — and a final empty `PUT …?digest=`.
+//!
+//! Invariants:
+//! - the bytes sent are read through the caller's `open`, which verifies them; a blob
+//!   whose stored bytes are damaged fails the push rather than uploading them;
+//! - every `Location` is resolved against the URL of the request that returned it
+//!   (relative or absolute, as registries differ), and the `digest` parameter is added to
+//!   whatever query it carries; credentials go only to the registry's own origin;
+//! - any 2xx is success where the spec says 201 or 202, and a missing
+//!   `Docker-Content-Digest` is accepted; one that names another digest is an error;
+//! - a chunk is never blindly sent twice: after a failed `PATCH` the session's status
+//!   (`GET <location>`, `Range: 0-<last>`) says where to go on, and a session the registry
+//!   has lost or refuses (distribution drops one that a broken chunk left half-written)
+//!   is replaced by a new one, from byte 0. Attempts without progress are bounded by the
+//!   retry policy; waits follow its backoff and `Retry-After`;
+//! - at most one chunk of the blob is held in memory.
+
+use super::auth::Scope;
+use super::client::{RegistryClient, header_text, read_error_body, retry_after_of};
+use super::digest::Digest;
+use super::error::{RegistryError, error_chain};
+use super::manifest::Descriptor;
+use super::reference::Reference;
+use reqwest::Url;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{CONTENT_TYPE, LOCATION};
+use std::io::{self, Read};
+use std::time::Duration;
+
+/// Opens the bytes of a blob, verified, from the start; called again when an upload
+/// starts over.
+pub type OpenBlob<'a> = dyn Fn(&Descriptor) -> io::Result<Box<dyn Read + 'a>> + Sync + 'a;
+
+/// How a blob got into the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// It was there already.
+    Existed,
+    /// Mounted from another repository of the registry.
+    Mounted { from: String },
+    /// Its bytes were sent.
+    Uploaded,
+}
+
+/// The smallest chunk a `413 Payload Too Large` answer can shrink uploads to.
+const MIN_CHUNK_SIZE: u64 = 64 * 1024;
+const OCTET_STREAM: &str = "application/octet-stream";
+const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
+pub(super) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// An upload session: where to send the next request.
+#[derive(Debug, Clone)]
+struct Session {
+    url: Url,
+}
+
+/// Why an attempt failed and what to do about it.
+enum Failure {
+    /// Give up: access denied, a request the registry will never accept, unreadable data.
+    Fatal(RegistryError),
+    /// Try again (after the session's status is known), waiting at least `retry_after`.
+    Retry { error: RegistryError, retry_after: Option<Duration> },
+    /// The registry refused the chunk's size: send smaller chunks.
+    ChunkTooLarge(RegistryError),
+}
+
+impl From<RegistryError> for Failure {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::Unreachable { .. } => Failure::Retry { error, retry_after: None },
+            other => Failure::Fatal(other),
+        }
+    }
+}
+
+/// One blob going to one repository.
+struct Upload<'u, 'a> {
+    target: &'u Reference,
+    scope: Scope,
+    descriptor: &'u Descriptor,
+    open: &'u OpenBlob<'a>,
+    what: String,
+}
+
+impl RegistryClient {
+    /// Puts the blob `descriptor` names into `target`'s repository (see the module docs),
+    /// trying a mount from each repository of `mount_from` (same registry) first.
+    /// `progress(done, total)` follows the bytes the registry acknowledged.
+    pub fn upload_blob(
+        &self,
+        target: &Reference,
+        descriptor: &Descriptor,
+        open: &OpenBlob<'_>,
+        mount_from: &[String],
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<BlobOutcome, RegistryError> {
+        let upload = Upload {
+            target,
+            scope: Scope::push(target.repository()),
+            descriptor,
+            open,
+            what: format!("blob {} to {}", descriptor.digest, target.name()),
+        };
+        if self.has_blob(target.registry(), &upload.scope, &descriptor.digest)? {
+            progress(descriptor.size, descriptor.size);
+            return Ok(BlobOutcome::Existed);
+        }
+        let mut declined_session = None;
+        for from in mount_from.iter().filter(|from| *from != target.repository()) {
+            match self.mount(&upload, from)? {
+                Mount::Done => {
+                    progress(descriptor.size, descriptor.size);
+                    return Ok(BlobOutcome::Mounted { from: from.clone() });
+                }
+                Mount::Declined(session) => {
+                    declined_session = session;
+                    if declined_session.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.send_blob(&upload, declined_session, progress)?;
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// Tries `POST …/blobs/uploads/?mount=&from=`.
+    fn mount(&self, upload: &Upload<'_, '_>, from: &str) -> Result<Mount, RegistryError> {
+        let registry = upload.target.registry();
+        let scope = upload.scope.with_mount_from(from);
+        let path = format!("/v2/{}/blobs/uploads/", upload.target.repository());
+        let digest = upload.descriptor.digest.to_string();
+        let response = self.send_with(registry, &scope, &|http, base_url| {
+            http.post(format!("{base_url}{path}"))
+                .query(&[("mount", digest.as_str()), ("from", from)])
+                .header(reqwest::header::CONTENT_LENGTH, "0")
+        })?;
+        match response.status().as_u16() {
+            201 => {
+                check_announced_digest(&response, &upload.descriptor.digest, &upload.what)?;
+                Ok(Mount::Done)
+            }
+            200..=299 => Ok(Mount::Declined(self.session_from(upload, &response).ok())),
+            // Not allowed to read `from`, or a registry without mounts: upload instead.
+            _ => Ok(Mount::Declined(None)),
+        }
+    }
+
+    /// Uploads the bytes (see the module docs for the retry and resume rules).
+    fn send_blob(
+        &self,
+        upload: &Upload<'_, '_>,
+        mut session: Option<Session>,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<(), RegistryError> {
+        let size = upload.descriptor.size;
+        let retry = &self.options.retry;
+        let mut chunk_size = self.options.upload_chunk_size.max(MIN_CHUNK_SIZE);
+        let mut data = BlobCursor::new(upload);
+        // Bytes of the blob the current session holds.
+        let mut acknowledged = 0;
+        let mut failures_without_progress = 0;
+        loop {
+            let mut current = match session.take() {
+                Some(current) => current,
+                None => {
+                    acknowledged = 0;
+                    let (opened, min_chunk) = self.start_session(upload)?;
+                    chunk_size = chunk_size.max(min_chunk.unwrap_or(0));
+                    opened
+                }
+            };
+            let before = acknowledged;
+            let chunked = size > chunk_size || acknowledged > 0;
+            let result = if chunked {
+                self.put_chunks(upload, &mut current, &mut data, chunk_size, &mut acknowledged)
+            } else {
+                self.put_whole(upload, &current, &mut data)
+            };
+            let (error, retry_after) = match result {
+                Ok(()) => {
+                    progress(size, size);
+                    return Ok(());
+                }
+                Err(Failure::Fatal(error)) => return Err(error),
+                Err(Failure::ChunkTooLarge(error)) => {
+                    if chunk_size.min(size) <= MIN_CHUNK_SIZE {
+                        return Err(error);
+                    }
+                    chunk_size = (chunk_size.min(size) / 2).max(MIN_CHUNK_SIZE);
+                    // A refused chunk left nothing behind: go on with the session.
+                    session = chunked.then_some(current);
+                    continue;
+                }
+                Err(Failure::Retry { error, retry_after }) => (error, retry_after),
+            };
+            progress(acknowledged, size);
+            // Where does the session stand? Go on from there, or start a new one.
+            session = if chunked {
+                match self.session_status(upload, &current) {
+                    Some((resumed, held)) if held <= size => {
+                        acknowledged = held;
+                        Some(resumed)
+                    }
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            if acknowledged > before {
+                failures_without_progress = 0;
+            }
+            failures_without_progress += 1;
+            if !retry.may_retry(failures_without_progress) {
+                return Err(error);
+            }
+            retry.wait(failures_without_progress, retry_after);
+        }
+    }
+
+    /// `POST …/blobs/uploads/`: a new session and the registry's minimum chunk size.
+    fn start_session(
+        &self,
+        upload: &Upload<'_, '_>,
+    ) -> Result<(Session, Option<u64>), RegistryError> {
+        let registry = upload.target.registry();
+        let path = format!("/v2/{}/blobs/uploads/", upload.target.repository());
+        let response = self.send_with(registry, &upload.scope, &|http, base_url| {
+            http.post(format!("{base_url}{path}")).header(reqwest::header::CONTENT_LENGTH, "0")
+        })?;
+        if !response.status().is_success() {
+            return Err(self.upload_status_error(upload, response));
+        }
+        let min_chunk =
+            header_text(&response, CHUNK_MIN_LENGTH).and_then(|v| v.trim().parse().ok());
+        Ok((self.session_from(upload, &response)?, min_chunk))
+    }
+
+    /// The session a response's `Location` names, resolved against its URL.
+    fn session_from(
+        &self,
+        upload: &Upload<'_, '_>,
+        response: &Response,
+    ) -> Result<Session, RegistryError> {
+        let location = header_text(response, LOCATION.as_str());
+        let url =
+            location.as_deref().and_then(|l| response.url().join(l).ok()).ok_or_else(|| {
+                RegistryError::BadLocation {
+                    registry: upload.target.registry().to_string(),
+                    what: upload.what.clone(),
+                    location: location.clone(),
+                }
+            })?;
+        Ok(Session { url })
+    }
+
+    /// One `PUT <location>?digest=` carrying the whole blob.
+    fn put_whole(
+        &self,
+        upload: &Upload<'_, '_>,
+        session: &Session,
+        data: &mut BlobCursor<'_, '_>,
+    ) -> Result<(), Failure> {
+        let body = data.bytes_from(0, upload.descriptor.size)?.to_vec();
+        self.finish(upload, session, body)
+    }
+
+    /// `PATCH`es from `acknowledged` to the end, then the final `PUT`; `session` follows
+    /// the registry's answers, so after a failure it is the last one known good.
+    fn put_chunks(
+        &self,
+        upload: &Upload<'_, '_>,
+        session: &mut Session,
+        data: &mut BlobCursor<'_, '_>,
+        chunk_size: u64,
+        acknowledged: &mut u64,
+    ) -> Result<(), Failure> {
+        let size = upload.descriptor.size;
+        while *acknowledged < size {
+            let start = *acknowledged;
+            let chunk = data.bytes_from(start, chunk_size)?.to_vec();
+            let end = start + chunk.len() as u64;
+            let response = self.send_to_session(upload, session, &|http, url| {
+                http.patch(url)
+                    .header(CONTENT_TYPE, OCTET_STREAM)
+                    .header("Content-Range", format!("{start}-{}", end - 1))
+                    .body(chunk.clone())
+            })?;
+            if !response.status().is_success() {
+                return Err(self.classify(upload, response));
+            }
+            // The registry's own count wins when it gives a sensible one.
+            let held = header_text(&response, "range")
+                .and_then(|range| held_bytes(&range))
+                .filter(|held| *held > start)
+                .unwrap_or(end);
+            if held > end {
+                let cause = format!("the registry claims {held} bytes after {end} were sent");
+                let error = self.transfer_error(upload, cause);
+                return Err(Failure::Retry { error, retry_after: None });
+            }
+            if let Ok(next) = self.session_from(upload, &response) {
+                *session = next;
+            }
+            *acknowledged = held;
+        }
+        self.finish(upload, session, Vec::new())
+    }
+
+    /// `PUT <location>?digest=<digest>` with `body` (the whole blob, or nothing after chunks).
+    fn finish(
+        &self,
+        upload: &Upload<'_, '_>,
+        session: &Session,
+        body: Vec<u8>,
+    ) -> Result<(), Failure> {
+        let mut url = session.url.clone();
+        url.query_pairs_mut().append_pair("digest", &upload.descriptor.digest.to_string());
+        let finish = Session { url };
+        let response = self.send_to_session(upload, &finish, &|http, url| {
+            http.put(url).header(CONTENT_TYPE, OCTET_STREAM).body(body.clone())
+        })?;
+        if !response.status().is_success() {
+            return Err(self.classify(upload, response));
+        }
+        check_announced_digest(&response, &upload.descriptor.digest, &upload.what)
+            .map_err(Failure::Fatal)
+    }
+
+    /// `GET <location>`: the session to go on with and how many bytes it holds; `None`
+    /// when the registry does not know it (any more) or does not say.
+    fn session_status(&self, upload: &Upload<'_, '_>, session: &Session) -> Option<(Session, u64)> {
+        let response = self.send_to_session(upload, session, &|http, url| http.get(url)).ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let held = held_bytes(&header_text(&response, "range")?)?;
+        let next = self.session_from(upload, &response).unwrap_or_else(|_| session.clone());
+        Some((next, held))
+    }
+
+    /// Sends a request to a session URL once: with the repository's credentials when the
+    /// URL is on the registry's own origin, without any otherwise.
+    fn send_to_session(
+        &self,
+        upload: &Upload<'_, '_>,
+        session: &Session,
+        build: &dyn Fn(&Client, Url) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let registry = upload.target.registry();
+        let endpoint = self.endpoint(registry)?;
+        let same_origin =
+            Url::parse(&endpoint.base_url).is_ok_and(|base| base.origin() == session.url.origin());
+        if same_origin {
+            return self.send_once_with(registry, &upload.scope, &|http, _| {
+                build(http, session.url.clone())
+            });
+        }
+        build(&endpoint.http, session.url.clone()).send().map_err(|e| RegistryError::Unreachable {
+            registry: registry.to_string(),
+            cause: error_chain(&e),
+        })
+    }
+
+    /// What a failed answer on a session means (see the module docs).
+    fn classify(&self, upload: &Upload<'_, '_>, response: Response) -> Failure {
+        let status = response.status().as_u16();
+        let retry_after = retry_after_of(&response);
+        let error = self.upload_status_error(upload, response);
+        match status {
+            413 => Failure::ChunkTooLarge(error),
+            // 400/404: the session is gone or spoiled; 416: out of step; 408/429/5xx: later.
+            400 | 404 | 408 | 416 | 429 | 500..=599 => Failure::Retry { error, retry_after },
+            _ => Failure::Fatal(error),
+        }
+    }
+
+    fn upload_status_error(&self, upload: &Upload<'_, '_>, response: Response) -> RegistryError {
+        let registry = upload.target.registry();
+        let status = response.status().as_u16();
+        if status == 401 || status == 403 {
+            return self.status_error(registry, &upload.scope, &upload.what, response, |_| {
+                unreachable!("only 404 calls not_found")
+            });
+        }
+        RegistryError::Status {
+            registry: registry.to_string(),
+            what: format!("upload of {}", upload.what),
+            status,
+            detail: read_error_body(response),
+        }
+    }
+
+    fn transfer_error(&self, upload: &Upload<'_, '_>, cause: String) -> RegistryError {
+        RegistryError::Upload {
+            registry: upload.target.registry().to_string(),
+            what: upload.what.clone(),
+            cause,
+        }
+    }
+}
+
+enum Mount {
+    Done,
+    /// Not mounted; the session the registry opened instead, if it did.
+    Declined(Option<Session>),
+}
+
+/// A `Docker-Content-Digest` answer must name the digest sent, when there is one.
+pub(super) fn check_announced_digest(
+    response: &Response,
+    expected: &Digest,
+    what: &str,
+) -> Result<(), RegistryError> {
+    let announced = header_text(response, DOCKER_CONTENT_DIGEST);
+    match announced.as_deref().map(str::trim).and_then(|a| a.parse::<Digest>().ok()) {
+        Some(actual) if actual != *expected => Err(RegistryError::DigestMismatch {
+            what: format!("{what} (the registry's Docker-Content-Digest)"),
+            expected: expected.clone(),
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The bytes a session holds from its `Range: 0-<last>` header (`bytes=0-<last>` too).
+/// `0-0` is read as one byte, as the spec writes it; distribution also writes it for an
+/// empty session, which callers tolerate by never having sent less than they resume from.
+fn held_bytes(range: &str) -> Option<u64> {
+    let range = range.trim();
+    let range = range.strip_prefix("bytes=").unwrap_or(range);
+    let (first, last) = range.split_once('-')?;
+    if first.trim() != "0" {
+        return None;
+    }
+    last.trim().parse::<u64>().ok().map(|last| last + 1)
+}
+
+/// Reads the blob's bytes for the requests of one upload, verified by the caller's
+/// reader; keeps the last chunk read, so a request sent again needs no re-read.
+struct BlobCursor<'u, 'a> {
+    upload: &'u Upload<'u, 'a>,
+    reader: Option<Box<dyn Read + 'a>>,
+    /// Offset of the reader in the blob.
+    position: u64,
+    buffer: Vec<u8>,
+    /// Offset of `buffer[0]` in the blob.
+    buffer_start: u64,
+}
+
+impl<'u, 'a> BlobCursor<'u, 'a> {
+    fn new(upload: &'u Upload<'u, 'a>) -> Self {
+        BlobCursor { upload, reader: None, position: 0, buffer: Vec::new(), buffer_start: 0 }
+    }
+
+    /// Up to `max_len` bytes from `offset` (fewer at the end of the blob, or when the
+    /// buffered chunk holds `offset` and ends sooner).
+    fn bytes_from(&mut self, offset: u64, max_len: u64) -> Result<&[u8], Failure> {
+        let buffer_end = self.buffer_start + self.buffer.len() as u64;
+        if offset >= self.buffer_start && offset < buffer_end {
+            let from = (offset - self.buffer_start) as usize;
+            let to = (offset + max_len).min(buffer_end) - self.buffer_start;
+            return Ok(&self.buffer[from..to as usize]);
+        }
+        let size = self.upload.descriptor.size;
+        let len = max_len.min(size.saturating_sub(offset));
+        if let Err(e) = self.fill(offset, len) {
+            return Err(self.read_failure(e));
+        }
+        Ok(&self.buffer)
+    }
+
+    /// Reads `len` bytes at `offset` into the buffer; at the end of the blob, makes the
+    /// verifying reader judge it.
+    fn fill(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let size = self.upload.descriptor.size;
+        self.seek(offset)?;
+        self.buffer.clear();
+        self.buffer_start = offset;
+        let reader = self.reader.as_mut().expect("seek opened the reader");
+        let read = reader.by_ref().take(len).read_to_end(&mut self.buffer)? as u64;
+        self.position = offset + read;
+        if read < len {
+            let cause = format!("it ended after {} of its {size} bytes", self.position);
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, cause));
+        }
+        if self.position == size {
+            let mut probe = [0u8; 1];
+            if reader.read(&mut probe)? != 0 {
+                let cause = format!("it is longer than its {size} bytes");
+                return Err(io::Error::new(io::ErrorKind::InvalidData, cause));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the reader at `offset`, reopening the blob when it is already past it.
+    fn seek(&mut self, offset: u64) -> io::Result<()> {
+        if self.reader.is_none() || self.position > offset {
+            self.reader = Some((self.upload.open)(self.upload.descriptor)?);
+            self.position = 0;
+        }
+        let reader = self.reader.as_mut().expect("the reader is open");
+        let skip = offset - self.position;
+        let skipped = io::copy(&mut reader.by_ref().take(skip), &mut io::sink())?;
+        self.position += skipped;
+        if skipped < skip {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the blob ended early"));
+        }
+        Ok(())
+    }
+
+    fn read_failure(&mut self, source: io::Error) -> Failure {
+        // A half-read reader cannot be trusted to go on.
+        self.reader = None;
+        self.buffer.clear();
+        Failure::Fatal(RegistryError::Source {
+            digest: self.upload.descriptor.digest.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ranges() {
+        assert_eq!(held_bytes("0-99"), Some(100));
+        assert_eq!(held_bytes("bytes=0-0"), Some(1));
+        assert_eq!(held_bytes(" 0-1023 "), Some(1024));
+        assert_eq!(held_bytes("5-10"), None);
+        assert_eq!(held_bytes("garbage"), None);
+    }
+
+    fn descriptor(bytes: &[u8]) -> Descriptor {
+        Descriptor::new(OCTET_STREAM, Digest::sha256_of(bytes), bytes.len() as u64)
+    }
+
+    #[test]
+    fn cursor_reads_chunks_and_goes_back_by_reopening() {
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let opened = std::sync::atomic::AtomicUsize::new(0);
+        let open = |_: &Descriptor| -> io::Result<Box<dyn Read + '_>> {
+            opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Box::new(&data[..]))
+        };
+        let target = Reference::parse("127.0.0.1:5000/a").unwrap();
+        let descriptor = descriptor(&data);
+        let upload = Upload {
+            target: &target,
+            scope: Scope::push("a"),
+            descriptor: &descriptor,
+            open: &open,
+            what: "blob".into(),
+        };
+        let mut cursor = BlobCursor::new(&upload);
+        let read = |cursor: &mut BlobCursor<'_, '_>, at: u64, len: u64| {
+            cursor.bytes_from(at, len).ok().unwrap().to_vec()
+        };
+        assert_eq!(read(&mut cursor, 0, 300), &data[..300]);
+        assert_eq!(read(&mut cursor, 100, 300), &data[100..300], "from the buffered chunk");
+        assert_eq!(read(&mut cursor, 300, 300), &data[300..600]);
+        assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(read(&mut cursor, 900, 300), &data[900..], "skips ahead, cut at the end");
+        assert_eq!(read(&mut cursor, 50, 10), &data[50..60], "reopens to go back");
+        assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn cursor_reports_short_blobs() {
+        let data = b"short".to_vec();
+        let open = |_: &Descriptor| -> io::Result<Box<dyn Read + '_>> { Ok(Box::new(&data[..])) };
+        let target = Reference::parse("127.0.0.1:5000/a").unwrap();
+        let mut descriptor = descriptor(&data);
+        descriptor.size = 10;
+        let upload = Upload {
+            target: &target,
+            scope: Scope::push("a"),
+            descriptor: &descriptor,
+            open: &open,
+            what: "blob".into(),
+        };
+        let mut cursor = BlobCursor::new(&upload);
+        let Err(Failure::Fatal(error)) = cursor.bytes_from(0, 100) else { panic!("must fail") };
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot read blob {} to push it: it ended after 5 of its 10 bytes",
+                descriptor.digest
+            )
+        );
+    }
+}
