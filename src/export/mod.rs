@@ -107,8 +107,10 @@ pub enum ExportError {
     NoPusher,
     #[error("type={kind} pushes to a registry and needs a name (name=REF or -t)")]
     NoNames { kind: &'static str },
-    #[error("cannot push {name}: {source}")]
-    Push { name: String, source: SourceError },
+    /// The cause is kept in the message, not as a `source`: the registry's errors name
+    /// everything already, and a source would print twice in `{:#}`.
+    #[error("cannot push {name}: {cause}")]
+    Push { name: String, cause: SourceError },
     #[error(
         "the image was assembled with {} media types but the output asks for {}",
         image.family(),
@@ -318,7 +320,7 @@ impl<'a> Exporter<'a> {
         }
         pusher
             .push(&image.names, image, self.blobs)
-            .map_err(|source| ExportError::Push { name: image.names.join(", "), source })
+            .map_err(|cause| ExportError::Push { name: image.names.join(", "), cause })
     }
 }
 

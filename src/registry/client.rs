@@ -257,7 +257,7 @@ impl RegistryClient {
                     " (if it serves plain http, allow that with --insecure-registry {registry})"
                 ));
             } else if cause.contains("certificate") && policy.verify_tls {
-                cause.push_str(&format!(" (put its CA certificate in ~/.config/kiln/certs.d/{registry}/ca.crt or /etc/docker/certs.d/{registry}/ca.crt, or allow it with --insecure-registry {registry})"));
+                cause.push_str(&format!(" (put its CA certificate in ~/.config/kiln/certs.d/{registry}/ca.crt or /etc/docker/certs.d/{registry}/ca.crt, or give it with KILN_REGISTRY_CA_FILE, or allow it with --insecure-registry {registry})"));
             }
             return Err(RegistryError::Unreachable { registry: registry.to_string(), cause });
         }

@@ -66,21 +66,35 @@ struct Session {
     url: Url,
 }
 
-/// Why an attempt failed and what to do about it.
-enum Failure {
+/// Why an attempt failed (boxed: errors are large and attempts return often), and what to
+/// do about it.
+struct Failure {
+    error: Box<RegistryError>,
+    next: NextStep,
+}
+
+enum NextStep {
     /// Give up: access denied, a request the registry will never accept, unreadable data.
-    Fatal(RegistryError),
+    GiveUp,
     /// Try again (after the session's status is known), waiting at least `retry_after`.
-    Retry { error: RegistryError, retry_after: Option<Duration> },
+    Retry { retry_after: Option<Duration> },
     /// The registry refused the chunk's size: send smaller chunks.
-    ChunkTooLarge(RegistryError),
+    SmallerChunks,
+}
+
+impl Failure {
+    fn new(error: RegistryError, next: NextStep) -> Self {
+        Failure { error: Box::new(error), next }
+    }
 }
 
 impl From<RegistryError> for Failure {
     fn from(error: RegistryError) -> Self {
         match error {
-            RegistryError::Unreachable { .. } => Failure::Retry { error, retry_after: None },
-            other => Failure::Fatal(other),
+            RegistryError::Unreachable { .. } => {
+                Failure::new(error, NextStep::Retry { retry_after: None })
+            }
+            other => Failure::new(other, NextStep::GiveUp),
         }
     }
 }
@@ -92,6 +106,18 @@ struct Upload<'u, 'a> {
     descriptor: &'u Descriptor,
     open: &'u OpenBlob<'a>,
     what: String,
+}
+
+impl<'u, 'a> Upload<'u, 'a> {
+    fn new(target: &'u Reference, descriptor: &'u Descriptor, open: &'u OpenBlob<'a>) -> Self {
+        Upload {
+            target,
+            scope: Scope::push(target.repository()),
+            descriptor,
+            open,
+            what: format!("blob {} to {}", descriptor.digest, target.name()),
+        }
+    }
 }
 
 impl RegistryClient {
@@ -106,16 +132,17 @@ impl RegistryClient {
         mount_from: &[String],
         progress: &dyn Fn(u64, u64),
     ) -> Result<BlobOutcome, RegistryError> {
-        let upload = Upload {
-            target,
-            scope: Scope::push(target.repository()),
-            descriptor,
-            open,
-            what: format!("blob {} to {}", descriptor.digest, target.name()),
-        };
-        if self.has_blob(target.registry(), &upload.scope, &descriptor.digest)? {
-            progress(descriptor.size, descriptor.size);
-            return Ok(BlobOutcome::Existed);
+        let upload = Upload::new(target, descriptor, open);
+        match self.has_blob(target.registry(), &upload.scope, &descriptor.digest) {
+            Ok(true) => {
+                progress(descriptor.size, descriptor.size);
+                return Ok(BlobOutcome::Existed);
+            }
+            Ok(false) => {}
+            // A refused HEAD has no body to say why: the upload's POST will say it (or
+            // succeed, on a registry that lets pushers write but not look).
+            Err(RegistryError::AccessDenied(_)) => {}
+            Err(error) => return Err(error),
         }
         let mut declined_session = None;
         for from in mount_from.iter().filter(|from| *from != target.repository()) {
@@ -169,8 +196,9 @@ impl RegistryClient {
         let retry = &self.options.retry;
         let mut chunk_size = self.options.upload_chunk_size.max(MIN_CHUNK_SIZE);
         let mut data = BlobCursor::new(upload);
-        // Bytes of the blob the current session holds.
+        // Bytes of the blob the current session holds, and the most any session held.
         let mut acknowledged = 0;
+        let mut high_water = 0;
         let mut failures_without_progress = 0;
         loop {
             let mut current = match session.take() {
@@ -182,7 +210,6 @@ impl RegistryClient {
                     opened
                 }
             };
-            let before = acknowledged;
             let chunked = size > chunk_size || acknowledged > 0;
             let result = if chunked {
                 self.put_chunks(upload, &mut current, &mut data, chunk_size, &mut acknowledged)
@@ -194,22 +221,24 @@ impl RegistryClient {
                     progress(size, size);
                     return Ok(());
                 }
-                Err(Failure::Fatal(error)) => return Err(error),
-                Err(Failure::ChunkTooLarge(error)) => {
+                Err(Failure { error, next: NextStep::GiveUp }) => return Err(*error),
+                Err(Failure { error, next: NextStep::SmallerChunks }) => {
                     if chunk_size.min(size) <= MIN_CHUNK_SIZE {
-                        return Err(error);
+                        return Err(*error);
                     }
                     chunk_size = (chunk_size.min(size) / 2).max(MIN_CHUNK_SIZE);
                     // A refused chunk left nothing behind: go on with the session.
                     session = chunked.then_some(current);
                     continue;
                 }
-                Err(Failure::Retry { error, retry_after }) => (error, retry_after),
+                Err(Failure { error, next: NextStep::Retry { retry_after } }) => {
+                    (error, retry_after)
+                }
             };
             progress(acknowledged, size);
             // Where does the session stand? Go on from there, or start a new one.
             session = if chunked {
-                match self.session_status(upload, &current) {
+                match self.session_status(upload, &current, acknowledged) {
                     Some((resumed, held)) if held <= size => {
                         acknowledged = held;
                         Some(resumed)
@@ -219,12 +248,15 @@ impl RegistryClient {
             } else {
                 None
             };
-            if acknowledged > before {
+            // Progress is getting further than ever: a session that breaks at the same
+            // point each time, or is lost each time, does not go on forever.
+            if acknowledged > high_water {
+                high_water = acknowledged;
                 failures_without_progress = 0;
             }
             failures_without_progress += 1;
             if !retry.may_retry(failures_without_progress) {
-                return Err(error);
+                return Err(*error);
             }
             retry.wait(failures_without_progress, retry_after);
         }
@@ -303,13 +335,13 @@ impl RegistryClient {
             }
             // The registry's own count wins when it gives a sensible one.
             let held = header_text(&response, "range")
-                .and_then(|range| held_bytes(&range))
+                .and_then(|range| held_bytes(&range, end))
                 .filter(|held| *held > start)
                 .unwrap_or(end);
             if held > end {
                 let cause = format!("the registry claims {held} bytes after {end} were sent");
                 let error = self.transfer_error(upload, cause);
-                return Err(Failure::Retry { error, retry_after: None });
+                return Err(Failure::new(error, NextStep::Retry { retry_after: None }));
             }
             if let Ok(next) = self.session_from(upload, &response) {
                 *session = next;
@@ -336,17 +368,23 @@ impl RegistryClient {
             return Err(self.classify(upload, response));
         }
         check_announced_digest(&response, &upload.descriptor.digest, &upload.what)
-            .map_err(Failure::Fatal)
+            .map_err(|error| Failure::new(error, NextStep::GiveUp))
     }
 
     /// `GET <location>`: the session to go on with and how many bytes it holds; `None`
-    /// when the registry does not know it (any more) or does not say.
-    fn session_status(&self, upload: &Upload<'_, '_>, session: &Session) -> Option<(Session, u64)> {
+    /// when the registry does not know it (any more) or does not say. `acknowledged` is
+    /// what it last confirmed.
+    fn session_status(
+        &self,
+        upload: &Upload<'_, '_>,
+        session: &Session,
+        acknowledged: u64,
+    ) -> Option<(Session, u64)> {
         let response = self.send_to_session(upload, session, &|http, url| http.get(url)).ok()?;
         if !response.status().is_success() {
             return None;
         }
-        let held = held_bytes(&header_text(&response, "range")?)?;
+        let held = held_bytes(&header_text(&response, "range")?, acknowledged)?;
         let next = self.session_from(upload, &response).unwrap_or_else(|_| session.clone());
         Some((next, held))
     }
@@ -380,10 +418,12 @@ impl RegistryClient {
         let retry_after = retry_after_of(&response);
         let error = self.upload_status_error(upload, response);
         match status {
-            413 => Failure::ChunkTooLarge(error),
+            413 => Failure::new(error, NextStep::SmallerChunks),
             // 400/404: the session is gone or spoiled; 416: out of step; 408/429/5xx: later.
-            400 | 404 | 408 | 416 | 429 | 500..=599 => Failure::Retry { error, retry_after },
-            _ => Failure::Fatal(error),
+            400 | 404 | 408 | 416 | 429 | 500..=599 => {
+                Failure::new(error, NextStep::Retry { retry_after })
+            }
+            _ => Failure::new(error, NextStep::GiveUp),
         }
     }
 
@@ -436,16 +476,19 @@ pub(super) fn check_announced_digest(
 }
 
 /// The bytes a session holds from its `Range: 0-<last>` header (`bytes=0-<last>` too).
-/// `0-0` is read as one byte, as the spec writes it; distribution also writes it for an
-/// empty session, which callers tolerate by never having sent less than they resume from.
-fn held_bytes(range: &str) -> Option<u64> {
+/// `0-0` means one byte by the spec, but distribution also writes it for an empty session:
+/// it is read as `known` bytes when that is 0 (nothing was confirmed yet), else as one.
+fn held_bytes(range: &str, known: u64) -> Option<u64> {
     let range = range.trim();
     let range = range.strip_prefix("bytes=").unwrap_or(range);
     let (first, last) = range.split_once('-')?;
     if first.trim() != "0" {
         return None;
     }
-    last.trim().parse::<u64>().ok().map(|last| last + 1)
+    match last.trim().parse::<u64>().ok()? {
+        0 if known == 0 => Some(0),
+        last => Some(last + 1),
+    }
 }
 
 /// Reads the blob's bytes for the requests of one upload, verified by the caller's
@@ -526,10 +569,8 @@ impl<'u, 'a> BlobCursor<'u, 'a> {
         // A half-read reader cannot be trusted to go on.
         self.reader = None;
         self.buffer.clear();
-        Failure::Fatal(RegistryError::Source {
-            digest: self.upload.descriptor.digest.clone(),
-            source,
-        })
+        let digest = self.upload.descriptor.digest.clone();
+        Failure::new(RegistryError::Source { digest, source }, NextStep::GiveUp)
     }
 }
 
@@ -539,11 +580,12 @@ mod tests {
 
     #[test]
     fn session_ranges() {
-        assert_eq!(held_bytes("0-99"), Some(100));
-        assert_eq!(held_bytes("bytes=0-0"), Some(1));
-        assert_eq!(held_bytes(" 0-1023 "), Some(1024));
-        assert_eq!(held_bytes("5-10"), None);
-        assert_eq!(held_bytes("garbage"), None);
+        assert_eq!(held_bytes("0-99", 50), Some(100));
+        assert_eq!(held_bytes("bytes=0-0", 1), Some(1));
+        assert_eq!(held_bytes("0-0", 0), Some(0), "distribution's empty session");
+        assert_eq!(held_bytes(" 0-1023 ", 0), Some(1024));
+        assert_eq!(held_bytes("5-10", 0), None);
+        assert_eq!(held_bytes("garbage", 0), None);
     }
 
     fn descriptor(bytes: &[u8]) -> Descriptor {
@@ -560,13 +602,7 @@ mod tests {
         };
         let target = Reference::parse("127.0.0.1:5000/a").unwrap();
         let descriptor = descriptor(&data);
-        let upload = Upload {
-            target: &target,
-            scope: Scope::push("a"),
-            descriptor: &descriptor,
-            open: &open,
-            what: "blob".into(),
-        };
+        let upload = Upload::new(&target, &descriptor, &open);
         let mut cursor = BlobCursor::new(&upload);
         let read = |cursor: &mut BlobCursor<'_, '_>, at: u64, len: u64| {
             cursor.bytes_from(at, len).ok().unwrap().to_vec()
@@ -587,15 +623,11 @@ mod tests {
         let target = Reference::parse("127.0.0.1:5000/a").unwrap();
         let mut descriptor = descriptor(&data);
         descriptor.size = 10;
-        let upload = Upload {
-            target: &target,
-            scope: Scope::push("a"),
-            descriptor: &descriptor,
-            open: &open,
-            what: "blob".into(),
-        };
+        let upload = Upload::new(&target, &descriptor, &open);
         let mut cursor = BlobCursor::new(&upload);
-        let Err(Failure::Fatal(error)) = cursor.bytes_from(0, 100) else { panic!("must fail") };
+        let Err(Failure { error, next: NextStep::GiveUp }) = cursor.bytes_from(0, 100) else {
+            panic!("must fail")
+        };
         assert_eq!(
             error.to_string(),
             format!(
