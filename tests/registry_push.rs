@@ -61,6 +61,10 @@ impl Kiln {
         }
     }
 
+    fn dockerfile(&self, text: &str) {
+        std::fs::write(self.context.path().join("Dockerfile"), text).unwrap();
+    }
+
     fn docker_config(&self) -> PathBuf {
         self.home.path().join(".docker/config.json")
     }
@@ -238,6 +242,20 @@ fn build_pushes_two_tags_then_nothing_new() {
     let output = kiln.run(&["push", &format!("{}/app:absent", proxy.host)], None);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("no such image"), "{}", stderr(&output));
+    // A base image's layers are mounted from its repository, not uploaded again.
+    common::busybox::push_busybox(&registry, "busybox", "latest", &Default::default());
+    kiln.dockerfile(&format!("FROM {}/busybox\nCOPY a /a\n", proxy.host));
+    let before = proxy.requests().len();
+    let output = kiln.build_ok(&["--push", "-t", &format!("{}/derived:1", proxy.host)]);
+    let requests = &proxy.requests()[before..];
+    let mounts: Vec<&String> = requests
+        .iter()
+        .filter(|r| {
+            r.starts_with("POST /v2/derived/blobs/uploads/?mount=") && r.contains("from=busybox")
+        })
+        .collect();
+    assert_eq!(mounts.len(), 1, "the busybox layer: {requests:#?}");
+    assert!(all_output(&output).contains("mounted from busybox into"), "{}", all_output(&output));
 }
 
 fn manifest_size(registry: &TestRegistry, name: &str) -> usize {
