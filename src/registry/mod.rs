@@ -52,6 +52,7 @@
 pub mod auth;
 pub mod authorize;
 pub mod blob;
+pub mod blob_cursor;
 pub mod certs_dir;
 pub mod client;
 pub mod credentials;

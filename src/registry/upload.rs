@@ -25,9 +25,10 @@
 //!   has lost or refuses (distribution drops one that a broken chunk left half-written)
 //!   is replaced by a new one, from byte 0. Attempts without progress are bounded by the
 //!   retry policy; waits follow its backoff and `Retry-After`;
-//! - at most one chunk of the blob is held in memory.
+//! - at most one chunk of the blob is held in memory ([`BlobCursor`]).
 
 use super::auth::Scope;
+use super::blob_cursor::BlobCursor;
 use super::client::{RegistryClient, header_text, read_error_body, retry_after_of};
 use super::digest::Digest;
 use super::error::{RegistryError, error_chain};
@@ -195,7 +196,7 @@ impl RegistryClient {
         let size = upload.descriptor.size;
         let retry = &self.options.retry;
         let mut chunk_size = self.options.upload_chunk_size.max(MIN_CHUNK_SIZE);
-        let mut data = BlobCursor::new(upload);
+        let mut data = BlobCursor::new(upload.open, upload.descriptor);
         // Bytes of the blob the current session holds, and the most any session held.
         let mut acknowledged = 0;
         let mut high_water = 0;
@@ -305,7 +306,8 @@ impl RegistryClient {
         session: &Session,
         data: &mut BlobCursor<'_, '_>,
     ) -> Result<(), Failure> {
-        let body = data.bytes_from(0, upload.descriptor.size)?.to_vec();
+        let body = data.bytes_from(0, upload.descriptor.size).map_err(unreadable(upload))?;
+        let body = body.to_vec();
         self.finish(upload, session, body)
     }
 
@@ -322,7 +324,7 @@ impl RegistryClient {
         let size = upload.descriptor.size;
         while *acknowledged < size {
             let start = *acknowledged;
-            let chunk = data.bytes_from(start, chunk_size)?.to_vec();
+            let chunk = data.bytes_from(start, chunk_size).map_err(unreadable(upload))?.to_vec();
             let end = start + chunk.len() as u64;
             let response = self.send_to_session(upload, session, &|http, url| {
                 http.patch(url)
@@ -452,6 +454,14 @@ impl RegistryClient {
     }
 }
 
+/// A blob that cannot be read (or fails verification) ends the upload.
+fn unreadable(upload: &Upload<'_, '_>) -> impl Fn(io::Error) -> Failure {
+    let digest = upload.descriptor.digest.clone();
+    move |source| {
+        Failure::new(RegistryError::Source { digest: digest.clone(), source }, NextStep::GiveUp)
+    }
+}
+
 enum Mount {
     Done,
     /// Not mounted; the session the registry opened instead, if it did.
@@ -491,89 +501,6 @@ fn held_bytes(range: &str, known: u64) -> Option<u64> {
     }
 }
 
-/// Reads the blob's bytes for the requests of one upload, verified by the caller's
-/// reader; keeps the last chunk read, so a request sent again needs no re-read.
-struct BlobCursor<'u, 'a> {
-    upload: &'u Upload<'u, 'a>,
-    reader: Option<Box<dyn Read + 'a>>,
-    /// Offset of the reader in the blob.
-    position: u64,
-    buffer: Vec<u8>,
-    /// Offset of `buffer[0]` in the blob.
-    buffer_start: u64,
-}
-
-impl<'u, 'a> BlobCursor<'u, 'a> {
-    fn new(upload: &'u Upload<'u, 'a>) -> Self {
-        BlobCursor { upload, reader: None, position: 0, buffer: Vec::new(), buffer_start: 0 }
-    }
-
-    /// Up to `max_len` bytes from `offset` (fewer at the end of the blob, or when the
-    /// buffered chunk holds `offset` and ends sooner).
-    fn bytes_from(&mut self, offset: u64, max_len: u64) -> Result<&[u8], Failure> {
-        let buffer_end = self.buffer_start + self.buffer.len() as u64;
-        if offset >= self.buffer_start && offset < buffer_end {
-            let from = (offset - self.buffer_start) as usize;
-            let to = (offset + max_len).min(buffer_end) - self.buffer_start;
-            return Ok(&self.buffer[from..to as usize]);
-        }
-        let size = self.upload.descriptor.size;
-        let len = max_len.min(size.saturating_sub(offset));
-        if let Err(e) = self.fill(offset, len) {
-            return Err(self.read_failure(e));
-        }
-        Ok(&self.buffer)
-    }
-
-    /// Reads `len` bytes at `offset` into the buffer; at the end of the blob, makes the
-    /// verifying reader judge it.
-    fn fill(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        let size = self.upload.descriptor.size;
-        self.seek(offset)?;
-        self.buffer.clear();
-        self.buffer_start = offset;
-        let reader = self.reader.as_mut().expect("seek opened the reader");
-        let read = reader.by_ref().take(len).read_to_end(&mut self.buffer)? as u64;
-        self.position = offset + read;
-        if read < len {
-            let cause = format!("it ended after {} of its {size} bytes", self.position);
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, cause));
-        }
-        if self.position == size {
-            let mut probe = [0u8; 1];
-            if reader.read(&mut probe)? != 0 {
-                let cause = format!("it is longer than its {size} bytes");
-                return Err(io::Error::new(io::ErrorKind::InvalidData, cause));
-            }
-        }
-        Ok(())
-    }
-
-    /// Puts the reader at `offset`, reopening the blob when it is already past it.
-    fn seek(&mut self, offset: u64) -> io::Result<()> {
-        if self.reader.is_none() || self.position > offset {
-            self.reader = Some((self.upload.open)(self.upload.descriptor)?);
-            self.position = 0;
-        }
-        let reader = self.reader.as_mut().expect("the reader is open");
-        let skip = offset - self.position;
-        let skipped = io::copy(&mut reader.by_ref().take(skip), &mut io::sink())?;
-        self.position += skipped;
-        if skipped < skip {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the blob ended early"));
-        }
-        Ok(())
-    }
-
-    fn read_failure(&mut self, source: io::Error) -> Failure {
-        // A half-read reader cannot be trusted to go on.
-        self.reader = None;
-        self.buffer.clear();
-        let digest = self.upload.descriptor.digest.clone();
-        Failure::new(RegistryError::Source { digest, source }, NextStep::GiveUp)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,54 +513,5 @@ mod tests {
         assert_eq!(held_bytes(" 0-1023 ", 0), Some(1024));
         assert_eq!(held_bytes("5-10", 0), None);
         assert_eq!(held_bytes("garbage", 0), None);
-    }
-
-    fn descriptor(bytes: &[u8]) -> Descriptor {
-        Descriptor::new(OCTET_STREAM, Digest::sha256_of(bytes), bytes.len() as u64)
-    }
-
-    #[test]
-    fn cursor_reads_chunks_and_goes_back_by_reopening() {
-        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
-        let opened = std::sync::atomic::AtomicUsize::new(0);
-        let open = |_: &Descriptor| -> io::Result<Box<dyn Read + '_>> {
-            opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(Box::new(&data[..]))
-        };
-        let target = Reference::parse("127.0.0.1:5000/a").unwrap();
-        let descriptor = descriptor(&data);
-        let upload = Upload::new(&target, &descriptor, &open);
-        let mut cursor = BlobCursor::new(&upload);
-        let read = |cursor: &mut BlobCursor<'_, '_>, at: u64, len: u64| {
-            cursor.bytes_from(at, len).ok().unwrap().to_vec()
-        };
-        assert_eq!(read(&mut cursor, 0, 300), &data[..300]);
-        assert_eq!(read(&mut cursor, 100, 300), &data[100..300], "from the buffered chunk");
-        assert_eq!(read(&mut cursor, 300, 300), &data[300..600]);
-        assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(read(&mut cursor, 900, 300), &data[900..], "skips ahead, cut at the end");
-        assert_eq!(read(&mut cursor, 50, 10), &data[50..60], "reopens to go back");
-        assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn cursor_reports_short_blobs() {
-        let data = b"short".to_vec();
-        let open = |_: &Descriptor| -> io::Result<Box<dyn Read + '_>> { Ok(Box::new(&data[..])) };
-        let target = Reference::parse("127.0.0.1:5000/a").unwrap();
-        let mut descriptor = descriptor(&data);
-        descriptor.size = 10;
-        let upload = Upload::new(&target, &descriptor, &open);
-        let mut cursor = BlobCursor::new(&upload);
-        let Err(Failure { error, next: NextStep::GiveUp }) = cursor.bytes_from(0, 100) else {
-            panic!("must fail")
-        };
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "cannot read blob {} to push it: it ended after 5 of its 10 bytes",
-                descriptor.digest
-            )
-        );
     }
 }
