@@ -472,33 +472,38 @@ fn login_and_push_with_a_token_server() {
         "{}",
         stderr(&output)
     );
+    // The token server gives a refresh token at login: it is saved instead of the password.
     let output = kiln.login(host, user, password);
     assert!(output.status.success());
     let login = tokens.requests().last().unwrap().clone();
     assert_eq!(login.params["offline_token"], ["true"]);
     assert_eq!(login.user.as_deref(), Some(user));
-
-    let output =
-        kiln.build_ok(&["--push", "-t", &format!("{host}/tokened:1"), "--progress", "rawjson"]);
-    assert!(!all_output(&output).contains(password));
-    let scopes: Vec<String> = tokens
-        .requests()
-        .iter()
-        .flat_map(|r| r.params.get("scope").cloned().unwrap_or_default())
-        .collect();
-    assert!(scopes.contains(&"repository:tokened:pull,push".to_string()), "{scopes:?}");
-
-    // An identity token (OAuth2 refresh token) instead of a password; a mount from
-    // another repository asks for pull access to it in the same token.
-    let config = kiln.home.path().join("identity.json");
+    let saved = std::fs::read_to_string(kiln.docker_config()).unwrap();
+    assert!(!saved.contains(password));
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:"));
-    std::fs::write(
-        &config,
-        serde_json::json!({"auths": {host: {"auth": auth, "identitytoken": refresh}}}).to_string(),
-    )
-    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&saved).unwrap()["auths"][host],
+        serde_json::json!({"auth": auth, "identitytoken": refresh})
+    );
+
+    // Pushing exchanges it for a token scoped pull,push.
+    let tag = format!("{host}/tokened:1");
+    let output = kiln.build_ok(&["--push", "-t", &tag, "--progress", "rawjson"]);
+    for secret in [password, refresh] {
+        assert!(!all_output(&output).contains(secret));
+    }
+    let refreshes = |tokens: &TokenServer| -> Vec<Vec<String>> {
+        let posts = tokens.requests().into_iter().filter(|r| r.method == "POST");
+        posts.map(|r| r.params.get("scope").cloned().unwrap_or_default()).collect()
+    };
+    assert!(refreshes(&tokens).contains(&vec!["repository:tokened:pull,push".to_string()]));
+
+    // A mount from another repository asks for pull access to it in the same token.
     let client = RegistryClient::new(ClientOptions {
-        credentials: CredentialStore::new(vec![config], Arc::new(ProcessHelperRunner::default())),
+        credentials: CredentialStore::new(
+            vec![kiln.docker_config()],
+            Arc::new(ProcessHelperRunner::default()),
+        ),
         ..options()
     });
     let image = TestImage::new(&[&b"token layer"[..]]);
@@ -507,12 +512,11 @@ fn login_and_push_with_a_token_server() {
     let derived = Reference::parse(&format!("{host}/tokened-derived:1")).unwrap();
     let outcomes = image.push(&client, &[derived], &image.mounts_from(&base));
     assert_eq!(outcomes[0], BlobOutcome::Mounted { from: "tokened-base".into() });
-    let refreshes: Vec<_> = tokens.requests().into_iter().filter(|r| r.method == "POST").collect();
-    assert!(!refreshes.is_empty());
     let mount_scope = "repository:tokened-derived:pull,push repository:tokened-base:pull";
     assert!(
-        refreshes.iter().any(|r| r.params.get("scope").is_some_and(|s| *s == [mount_scope])),
-        "{refreshes:#?}"
+        refreshes(&tokens).contains(&vec![mount_scope.to_string()]),
+        "{:#?}",
+        refreshes(&tokens)
     );
 }
 

@@ -68,7 +68,13 @@ impl RegistryClient {
                 });
             }
         }
-        let blobs: Vec<&Descriptor> = image.layers.iter().chain([&image.config]).collect();
+        // Each blob once, however many layers share it (empty layers often do).
+        let mut blobs: Vec<&Descriptor> = Vec::new();
+        for blob in image.layers.iter().chain([&image.config]) {
+            if !blobs.iter().any(|b| b.digest == blob.digest) {
+                blobs.push(blob);
+            }
+        }
         // One target per repository carries the blobs there.
         let mut repositories: Vec<&Reference> = Vec::new();
         for target in targets {

@@ -58,6 +58,8 @@ pub enum BlobOutcome {
 /// The smallest chunk a `413 Payload Too Large` answer can shrink uploads to.
 const MIN_CHUNK_SIZE: u64 = 64 * 1024;
 const OCTET_STREAM: &str = "application/octet-stream";
+/// Bytes per second an upload may slow down to before a request carrying them times out.
+const SLOWEST_UPLOAD_RATE: u64 = 16 * 1024;
 const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
 pub(super) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
@@ -326,8 +328,10 @@ impl RegistryClient {
             let start = *acknowledged;
             let chunk = data.bytes_from(start, chunk_size).map_err(unreadable(upload))?.to_vec();
             let end = start + chunk.len() as u64;
+            let timeout = self.body_timeout(chunk.len());
             let response = self.send_to_session(upload, session, &|http, url| {
                 http.patch(url)
+                    .timeout(timeout)
                     .header(CONTENT_TYPE, OCTET_STREAM)
                     .header("Content-Range", format!("{start}-{}", end - 1))
                     .body(chunk.clone())
@@ -363,8 +367,9 @@ impl RegistryClient {
         let mut url = session.url.clone();
         url.query_pairs_mut().append_pair("digest", &upload.descriptor.digest.to_string());
         let finish = Session { url };
+        let timeout = self.body_timeout(body.len());
         let response = self.send_to_session(upload, &finish, &|http, url| {
-            http.put(url).header(CONTENT_TYPE, OCTET_STREAM).body(body.clone())
+            http.put(url).timeout(timeout).header(CONTENT_TYPE, OCTET_STREAM).body(body.clone())
         })?;
         if !response.status().is_success() {
             return Err(self.classify(upload, response));
@@ -412,6 +417,12 @@ impl RegistryClient {
             registry: registry.to_string(),
             cause: error_chain(&e),
         })
+    }
+
+    /// The limit for a request carrying `len` bytes: the client's timeout (which covers
+    /// sending the body too) plus the time the body takes at [`SLOWEST_UPLOAD_RATE`].
+    fn body_timeout(&self, len: usize) -> Duration {
+        self.options.timeout + Duration::from_secs(len as u64 / SLOWEST_UPLOAD_RATE)
     }
 
     /// What a failed answer on a session means (see the module docs).
