@@ -67,6 +67,9 @@ pub(super) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 #[derive(Debug, Clone)]
 struct Session {
     url: Url,
+    /// The smallest chunk the registry takes (`OCI-Chunk-Min-Length` of the answer that
+    /// opened the session).
+    min_chunk: Option<u64>,
 }
 
 /// Why an attempt failed (boxed: errors are large and attempts return often), and what to
@@ -198,6 +201,8 @@ impl RegistryClient {
         let size = upload.descriptor.size;
         let retry = &self.options.retry;
         let mut chunk_size = self.options.upload_chunk_size.max(MIN_CHUNK_SIZE);
+        // The smallest chunk the registry said it takes.
+        let mut registry_min = 0;
         let mut data = BlobCursor::new(upload.open, upload.descriptor);
         // Bytes of the blob the current session holds, and the most any session held.
         let mut acknowledged = 0;
@@ -208,11 +213,11 @@ impl RegistryClient {
                 Some(current) => current,
                 None => {
                     acknowledged = 0;
-                    let (opened, min_chunk) = self.start_session(upload)?;
-                    chunk_size = chunk_size.max(min_chunk.unwrap_or(0));
-                    opened
+                    self.start_session(upload)?
                 }
             };
+            registry_min = registry_min.max(current.min_chunk.unwrap_or(0));
+            chunk_size = chunk_size.max(registry_min);
             let chunked = size > chunk_size || acknowledged > 0;
             let result = if chunked {
                 self.put_chunks(upload, &mut current, &mut data, chunk_size, &mut acknowledged)
@@ -226,10 +231,11 @@ impl RegistryClient {
                 }
                 Err(Failure { error, next: NextStep::GiveUp }) => return Err(*error),
                 Err(Failure { error, next: NextStep::SmallerChunks }) => {
-                    if chunk_size.min(size) <= MIN_CHUNK_SIZE {
+                    let smaller = (chunk_size.min(size) / 2).max(MIN_CHUNK_SIZE);
+                    if smaller >= chunk_size.min(size) || smaller < registry_min {
                         return Err(*error);
                     }
-                    chunk_size = (chunk_size.min(size) / 2).max(MIN_CHUNK_SIZE);
+                    chunk_size = smaller;
                     // A refused chunk left nothing behind: go on with the session.
                     session = chunked.then_some(current);
                     continue;
@@ -265,11 +271,8 @@ impl RegistryClient {
         }
     }
 
-    /// `POST …/blobs/uploads/`: a new session and the registry's minimum chunk size.
-    fn start_session(
-        &self,
-        upload: &Upload<'_, '_>,
-    ) -> Result<(Session, Option<u64>), RegistryError> {
+    /// `POST …/blobs/uploads/`: a new session.
+    fn start_session(&self, upload: &Upload<'_, '_>) -> Result<Session, RegistryError> {
         let registry = upload.target.registry();
         let path = format!("/v2/{}/blobs/uploads/", upload.target.repository());
         let response = self.send_with(registry, &upload.scope, &|http, base_url| {
@@ -278,12 +281,11 @@ impl RegistryClient {
         if !response.status().is_success() {
             return Err(self.upload_status_error(upload, response));
         }
-        let min_chunk =
-            header_text(&response, CHUNK_MIN_LENGTH).and_then(|v| v.trim().parse().ok());
-        Ok((self.session_from(upload, &response)?, min_chunk))
+        self.session_from(upload, &response)
     }
 
-    /// The session a response's `Location` names, resolved against its URL.
+    /// The session a response's `Location` names, resolved against its URL, with the
+    /// minimum chunk size it gives.
     fn session_from(
         &self,
         upload: &Upload<'_, '_>,
@@ -298,7 +300,8 @@ impl RegistryClient {
                     location: location.clone(),
                 }
             })?;
-        Ok(Session { url })
+        let min_chunk = header_text(response, CHUNK_MIN_LENGTH).and_then(|v| v.trim().parse().ok());
+        Ok(Session { url, min_chunk })
     }
 
     /// One `PUT <location>?digest=` carrying the whole blob.
@@ -366,7 +369,7 @@ impl RegistryClient {
     ) -> Result<(), Failure> {
         let mut url = session.url.clone();
         url.query_pairs_mut().append_pair("digest", &upload.descriptor.digest.to_string());
-        let finish = Session { url };
+        let finish = Session { url, min_chunk: None };
         let timeout = self.body_timeout(body.len());
         let response = self.send_to_session(upload, &finish, &|http, url| {
             http.put(url).timeout(timeout).header(CONTENT_TYPE, OCTET_STREAM).body(body.clone())
