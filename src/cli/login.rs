@@ -137,3 +137,20 @@ fn credentials(args: LoginArgs) -> anyhow::Result<(String, String)> {
     }
     Ok((username, password))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let args = LoginArgs {
+            server: Some("r:1".into()),
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+            password_stdin: false,
+        };
+        let shown = format!("{args:?}");
+        assert!(shown.contains("r:1") && !shown.contains("hunter2"), "{shown}");
+    }
+}
