@@ -482,7 +482,7 @@ fn tls_registry_needs_its_ca_or_an_insecure_listing() {
         err.contains(&format!("http://{}/v2/: HTTP 400, not a registry", registry.host)),
         "{err}"
     );
-    assert!(err.ends_with(&format!("(give its CA certificate with KILN_REGISTRY_CA_FILE, or allow it with --insecure-registry {})", registry.host)), "{err}");
+    assert!(err.ends_with(&format!("(put its CA certificate in ~/.config/kiln/certs.d/{0}/ca.crt or /etc/docker/certs.d/{0}/ca.crt, or give it with KILN_REGISTRY_CA_FILE, or allow it with --insecure-registry {0})", registry.host)), "{err}");
 
     let insecure = RegistryClient::new(ClientOptions {
         insecure: InsecureRegistries::new([registry.host.as_str()]).unwrap(),

@@ -10,10 +10,10 @@
 
 use super::diagnostic::DockerfileError;
 use super::plan::{PlanArgs, PlanInput, plan_with};
-use crate::export::{Exporter, Output, prepare_image};
+use crate::export::push::base_mount_sources;
+use crate::export::{Exporter, Output, RegistryPusher, prepare_image};
 use crate::image::{ImageConfigFile, LayerBlob, NewLayer, Timestamp, derive_timed};
 use crate::layer::Compression;
-use crate::registry::client::{ClientOptions, RegistryClient};
 use crate::registry::reference::Reference;
 use crate::solver::cancel::{Cancel, Canceled};
 use crate::solver::engine::{BuildError, Engine, EngineOptions, SecretSource, StepOutput};
@@ -30,6 +30,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -142,9 +143,7 @@ pub fn run(
     let root = Root::open(super::cache::state_root_path(root_dir)?)
         .context("opening kiln's state root")?;
     let _lease = root.lease()?;
-    let mut client_options = ClientOptions::from_env()?;
-    client_options.insecure.extend(crate::registry::endpoint::InsecureRegistries::new(insecure)?);
-    let client = RegistryClient::new(client_options);
+    let client = super::push::registry_client(insecure)?;
     let images = Images::new(&root, &client);
     let graph = plan_with(&input, &images)?;
     let printer = Printer::new(mode, std::io::stderr());
@@ -215,9 +214,19 @@ pub fn run(
         })
         .collect();
     let blobs = root.blobs();
+    // Pushes report as part of the output step running them.
+    let push_step = AtomicUsize::new(0);
+    let report_push = |event: crate::registry::push::PushEvent<'_>| {
+        super::push::report_push(&printer, push_step.load(SeqCst), event)
+    };
+    let base_blobs = rootfs.layers[..base_layers].iter().map(|l| l.blob);
+    let pusher = RegistryPusher::new(&client)
+        .mount_sources(base_mount_sources(target.base_image.as_deref(), base_blobs))
+        .progress(&report_push);
     let exporter = Exporter::new(&blobs, root.work_dir()?, created)
         .source_date_epoch(source_date_epoch)
-        .store(&root);
+        .store(&root)
+        .pusher(&pusher);
     let mut last = None;
     let mut image_id = None;
     for (i, output) in outputs.iter().enumerate() {
@@ -225,6 +234,7 @@ pub fn run(
         let step = graph.steps.len() + 1 + i;
         cancel.check()?;
         let timer = StepTimer::start(&printer, step, export_step_name(output));
+        push_step.store(step, SeqCst);
         let exported = (|| {
             let options = output.image().cloned().unwrap_or_default();
             let output_names = if options.names.is_empty() {

@@ -12,7 +12,9 @@ mod debug_identity;
 mod debug_run;
 mod diagnostic;
 mod images;
+mod login;
 mod plan;
+mod push;
 mod rmi;
 mod save;
 mod signals;
@@ -64,6 +66,12 @@ enum Command {
     Rmi(rmi::RmiArgs),
     /// Write an image of the local store as an OCI or docker archive
     Save(save::SaveArgs),
+    /// Push an image of the local store to its registry
+    Push(push::PushArgs),
+    /// Log in to a registry (saved where Docker keeps its credentials)
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
     /// Internal: the sandbox helper kiln re-executes itself as (spec on descriptor 3)
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit,
@@ -77,7 +85,8 @@ impl Command {
             Command::Build(_) | Command::Cache(_) => true,
             Command::Debug(cmd) => cmd.needs_root_in_userns(),
             // They read the store and rewrite index.json: no id range needed.
-            Command::Images(_) | Command::Rmi(_) | Command::Save(_) => false,
+            Command::Images(_) | Command::Rmi(_) | Command::Save(_) | Command::Push(_) => false,
+            Command::Login(_) | Command::Logout(_) => false,
             Command::SandboxInit => false,
         }
     }
@@ -111,6 +120,9 @@ pub fn main() -> ExitCode {
         Command::Images(args) => images::run(args, cli.root.as_deref()),
         Command::Rmi(args) => rmi::run(args, cli.root.as_deref()),
         Command::Save(args) => save::run(args, cli.root.as_deref()),
+        Command::Push(args) => push::run(args, cli.root.as_deref(), &cli.insecure_registries),
+        Command::Login(args) => login::login(args, &cli.insecure_registries),
+        Command::Logout(args) => login::logout(args),
         Command::SandboxInit => return ExitCode::from(crate::sandbox::init::main() as u8),
     };
     match result {

@@ -58,7 +58,7 @@ pub(crate) mod testutil;
 pub use crate::image::{ExportImage, LayerBlob};
 pub use archive::{ArchiveFormat, write_archive};
 pub use metadata::{ExportResponse, check_iidfile_outputs, write_iidfile, write_metadata_file};
-pub use push::Pusher;
+pub use push::{Pusher, RegistryPusher};
 pub use recompress::{recompress, recompress_all};
 pub use rootfs::{flatten_into, write_rootfs_tar};
 pub use source::{BlobSource, Mismatch, SourceError};
@@ -107,8 +107,10 @@ pub enum ExportError {
     NoPusher,
     #[error("type={kind} pushes to a registry and needs a name (name=REF or -t)")]
     NoNames { kind: &'static str },
-    #[error("cannot push {name}: {source}")]
-    Push { name: String, source: SourceError },
+    /// The cause is kept in the message, not as a `source`: the registry's errors name
+    /// everything already, and a source would print twice in `{:#}`.
+    #[error("cannot push {name}: {cause}")]
+    Push { name: String, cause: SourceError },
     #[error(
         "the image was assembled with {} media types but the output asks for {}",
         image.family(),
@@ -162,7 +164,7 @@ pub fn prepare_image(
 
 /// Runs outputs for one build.
 pub struct Exporter<'a> {
-    blobs: &'a dyn BlobSource,
+    blobs: &'a (dyn BlobSource + Sync),
     scratch: PathBuf,
     created: Timestamp,
     source_date_epoch: Option<i64>,
@@ -175,7 +177,11 @@ pub struct Exporter<'a> {
 impl<'a> Exporter<'a> {
     /// An exporter reading blobs from `blobs`, unpacking trees under `scratch` (kiln's
     /// `ROOT/tmp`), stamping layouts with `created` (the build's [`Timestamp`]).
-    pub fn new(blobs: &'a dyn BlobSource, scratch: impl Into<PathBuf>, created: Timestamp) -> Self {
+    pub fn new(
+        blobs: &'a (dyn BlobSource + Sync),
+        scratch: impl Into<PathBuf>,
+        created: Timestamp,
+    ) -> Self {
         Exporter {
             blobs,
             scratch: scratch.into(),
@@ -312,12 +318,9 @@ impl<'a> Exporter<'a> {
         if image.names.is_empty() {
             return Err(ExportError::NoNames { kind });
         }
-        for name in &image.names {
-            pusher
-                .push(name, image, self.blobs)
-                .map_err(|source| ExportError::Push { name: name.clone(), source })?;
-        }
-        Ok(())
+        pusher
+            .push(&image.names, image, self.blobs)
+            .map_err(|cause| ExportError::Push { name: image.names.join(", "), cause })
     }
 }
 

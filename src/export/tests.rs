@@ -117,9 +117,9 @@ struct RecordingPusher {
 impl Pusher for RecordingPusher {
     fn push(
         &self,
-        name: &str,
+        names: &[String],
         image: &ExportImage,
-        blobs: &dyn BlobSource,
+        blobs: &(dyn BlobSource + Sync),
     ) -> Result<(), SourceError> {
         if self.fail {
             return Err("401 unauthorized".into());
@@ -127,7 +127,9 @@ impl Pusher for RecordingPusher {
         for layer in &image.layers {
             assert_eq!(blobs.size(&layer.digest)?, layer.size);
         }
-        self.pushed.borrow_mut().push((name.to_owned(), image.manifest_digest));
+        for name in names {
+            self.pushed.borrow_mut().push((name.to_owned(), image.manifest_digest));
+        }
         Ok(())
     }
 }

@@ -36,20 +36,38 @@ pub enum Challenge {
     Bearer { realm: String, service: Option<String>, scope: Option<String> },
 }
 
-/// What a token grants: `repository:<name>:<actions>`.
+/// What a token grants: `repository:<name>:<actions>`, and for a cross-repository mount
+/// also `repository:<source>:pull`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scope {
     pub repository: String,
     pub push: bool,
+    /// The repository a blob is mounted from (same registry), read with pull access.
+    pub mount_from: Option<String>,
 }
 
 impl Scope {
     pub fn pull(repository: &str) -> Self {
-        Scope { repository: repository.to_string(), push: false }
+        Scope { repository: repository.to_string(), push: false, mount_from: None }
     }
 
     pub fn push(repository: &str) -> Self {
-        Scope { repository: repository.to_string(), push: true }
+        Scope { repository: repository.to_string(), push: true, mount_from: None }
+    }
+
+    /// This scope plus pull access to `source`, for mounting a blob from it.
+    pub fn with_mount_from(&self, source: &str) -> Self {
+        Scope { mount_from: Some(source.to_string()), ..self.clone() }
+    }
+
+    /// The `scope` values of a token request, one per repository.
+    pub fn token_scopes(&self) -> Vec<String> {
+        let actions = if self.push { "pull,push" } else { "pull" };
+        let mut scopes = vec![format!("repository:{}:{actions}", self.repository)];
+        if let Some(source) = self.mount_from.as_ref().filter(|s| **s != self.repository) {
+            scopes.push(format!("repository:{source}:pull"));
+        }
+        scopes
     }
 
     /// The verb access-denied messages use.
@@ -59,9 +77,9 @@ impl Scope {
 }
 
 impl fmt::Display for Scope {
+    /// The token scopes joined by a space, as a `scope` challenge parameter writes them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let actions = if self.push { "pull,push" } else { "pull" };
-        write!(f, "repository:{}:{actions}", self.repository)
+        f.write_str(&self.token_scopes().join(" "))
     }
 }
 
@@ -192,6 +210,9 @@ pub struct TokenGrant {
     pub token: BearerToken,
     /// Seconds of validity; at least 60, as the distribution spec says to assume.
     pub expires_in: Duration,
+    /// An OAuth2 refresh token, when the server gave one (asked for with
+    /// `offline_token=true` at login): kept as the identity token.
+    pub refresh_token: Option<BearerToken>,
 }
 
 const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -203,6 +224,7 @@ pub fn parse_token_response(realm: &str, body: &[u8]) -> Result<TokenGrant, Auth
         token: Option<String>,
         access_token: Option<String>,
         expires_in: Option<u64>,
+        refresh_token: Option<String>,
     }
     let bad = |reason: String| AuthError::BadTokenResponse { realm: realm.to_string(), reason };
     let answer: Answer =
@@ -213,7 +235,8 @@ pub fn parse_token_response(realm: &str, body: &[u8]) -> Result<TokenGrant, Auth
         .or(answer.access_token.filter(|t| !t.is_empty()))
         .ok_or_else(|| bad("neither token nor access_token is set".to_string()))?;
     let expires_in = Duration::from_secs(answer.expires_in.unwrap_or(0)).max(MIN_TOKEN_LIFETIME);
-    Ok(TokenGrant { token: BearerToken(token), expires_in })
+    let refresh_token = answer.refresh_token.filter(|t| !t.is_empty()).map(BearerToken);
+    Ok(TokenGrant { token: BearerToken(token), expires_in, refresh_token })
 }
 
 /// Tokens by (registry, scope), each dropped a little before it expires.
@@ -308,6 +331,10 @@ mod tests {
         assert_eq!(Scope::pull("library/alpine").to_string(), "repository:library/alpine:pull");
         assert_eq!(Scope::push("a/b").to_string(), "repository:a/b:pull,push");
         assert_eq!(Scope::push("a/b").action(), "push");
+        let mount = Scope::push("a/b").with_mount_from("c/d");
+        assert_eq!(mount.token_scopes(), ["repository:a/b:pull,push", "repository:c/d:pull"]);
+        assert_eq!(mount.to_string(), "repository:a/b:pull,push repository:c/d:pull");
+        assert_eq!(Scope::push("a").with_mount_from("a").token_scopes().len(), 1);
     }
 
     #[test]
@@ -315,8 +342,11 @@ mod tests {
         let grant = parse_token_response("r", br#"{"token":"abc","expires_in":300}"#).unwrap();
         assert_eq!(grant.token.expose(), "abc");
         assert_eq!(grant.expires_in, Duration::from_secs(300));
-        let grant = parse_token_response("r", br#"{"access_token":"xyz"}"#).unwrap();
+        assert_eq!(grant.refresh_token, None);
+        let grant = parse_token_response("r", br#"{"access_token":"xyz","refresh_token":"again"}"#)
+            .unwrap();
         assert_eq!(grant.token.expose(), "xyz");
+        assert_eq!(grant.refresh_token.as_ref().map(BearerToken::expose), Some("again"));
         assert_eq!(grant.expires_in, Duration::from_secs(60));
         assert_eq!(format!("{:?}", grant.token), "BearerToken(<redacted>)");
         assert_eq!(
@@ -332,6 +362,7 @@ mod tests {
         let grant = TokenGrant {
             token: BearerToken::new("t1".into()),
             expires_in: Duration::from_secs(60),
+            refresh_token: None,
         };
         cache.insert("reg", "repository:a:pull", &grant);
         assert_eq!(cache.get("reg", "repository:a:pull").unwrap().expose(), "t1");
@@ -339,8 +370,11 @@ mod tests {
         assert!(cache.get("other", "repository:a:pull").is_none());
         cache.remove("reg", "repository:a:pull");
         assert!(cache.get("reg", "repository:a:pull").is_none());
-        let short =
-            TokenGrant { token: BearerToken::new("t2".into()), expires_in: Duration::from_secs(5) };
+        let short = TokenGrant {
+            token: BearerToken::new("t2".into()),
+            expires_in: Duration::from_secs(5),
+            refresh_token: None,
+        };
         cache.insert("reg", "s", &short);
         assert!(cache.get("reg", "s").is_none(), "a token inside the expiry margin is not used");
     }

@@ -16,6 +16,18 @@ use base64::Engine;
 /// The largest token-server answer read.
 const MAX_TOKEN_RESPONSE: u64 = 1024 * 1024;
 
+/// What to ask a token server for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TokenRequest<'a> {
+    pub realm: &'a str,
+    pub service: Option<&'a str>,
+    /// `repository:<name>:<actions>` values; empty at login.
+    pub scopes: &'a [String],
+    pub credential: Option<&'a Credential>,
+    /// Ask for a refresh token too (`offline_token=true`), as `docker login` does.
+    pub offline: bool,
+}
+
 impl RegistryClient {
     /// The credentials for a repository, looked up once per client.
     pub(super) fn credential(
@@ -54,33 +66,38 @@ impl RegistryClient {
                 if let Some(token) = self.tokens.get(registry, &scope_text) {
                     return Ok(Some(format!("Bearer {}", token.expose())));
                 }
-                let mut scopes = vec![scope_text.clone()];
-                if let Some(extra) = extra_scope.filter(|s| *s != scope_text) {
-                    scopes.push(extra.to_string());
+                let mut scopes = scope.token_scopes();
+                for extra in extra_scope.unwrap_or_default().split(' ') {
+                    if !extra.is_empty() && !scopes.iter().any(|s| s == extra) {
+                        scopes.push(extra.to_string());
+                    }
                 }
-                let grant = self.fetch_token(
-                    endpoint,
-                    scope,
+                let request = TokenRequest {
                     realm,
-                    service.as_deref(),
-                    &scopes,
-                    credential.as_ref(),
-                )?;
+                    service: service.as_deref(),
+                    scopes: &scopes,
+                    credential: credential.as_ref(),
+                    offline: false,
+                };
+                let source = credential.as_ref().map(|c| c.source().to_string());
+                let grant = self.fetch_token(endpoint, &request, &|status, detail| {
+                    let denied = AccessDenied::new(scope, registry, status, detail, source.clone());
+                    RegistryError::AccessDenied(denied)
+                })?;
                 self.tokens.insert(registry, &scope_text, &grant);
                 Ok(Some(format!("Bearer {}", grant.token.expose())))
             }
         }
     }
 
-    fn fetch_token(
+    /// Asks the token server for a token. A 401/403 answer becomes `denied(status, detail)`.
+    pub(super) fn fetch_token(
         &self,
         endpoint: &Endpoint,
-        scope: &Scope,
-        realm: &str,
-        service: Option<&str>,
-        scopes: &[String],
-        credential: Option<&Credential>,
+        request: &TokenRequest<'_>,
+        denied: &dyn Fn(u16, String) -> RegistryError,
     ) -> Result<TokenGrant, RegistryError> {
+        let TokenRequest { realm, service, scopes, credential, offline } = *request;
         let registry = &endpoint.registry;
         let auth_error = |source| RegistryError::Auth { registry: registry.clone(), source };
         if !(realm.starts_with("https://") || realm.starts_with("http://")) {
@@ -99,7 +116,9 @@ impl RegistryClient {
                         form.push(("service", service));
                     }
                     let joined = scopes.join(" ");
-                    form.push(("scope", &joined));
+                    if !joined.is_empty() {
+                        form.push(("scope", &joined));
+                    }
                     return endpoint.http.post(realm).form(&form);
                 }
                 let mut query: Vec<(&str, &str)> = Vec::new();
@@ -108,6 +127,10 @@ impl RegistryClient {
                 }
                 for scope in scopes {
                     query.push(("scope", scope));
+                }
+                if offline {
+                    query.push(("offline_token", "true"));
+                    query.push(("client_id", "kiln"));
                 }
                 let mut request = endpoint.http.get(realm);
                 if let Some(credential) = credential.filter(|c| c.password().is_some()) {
@@ -124,15 +147,7 @@ impl RegistryClient {
             })?;
         let status = response.status().as_u16();
         if status == 401 || status == 403 {
-            let detail = read_error_body(response);
-            return Err(RegistryError::AccessDenied(AccessDenied {
-                action: scope.action(),
-                name: format!("{registry}/{}", scope.repository),
-                registry: registry.clone(),
-                status,
-                detail,
-                credentials_source: credential.map(|c| c.source().to_string()),
-            }));
+            return Err(denied(status, read_error_body(response)));
         }
         if !(200..300).contains(&status) {
             let detail = read_error_body(response);

@@ -14,11 +14,10 @@ use super::client::{RegistryClient, header_text};
 use super::digest::{Digest, DigestHasher};
 use super::error::{RegistryError, error_chain};
 use super::manifest::Descriptor;
+use super::parallel::for_each_parallel;
 use super::reference::Reference;
 use reqwest::header::{HeaderMap, HeaderValue, RANGE};
 use std::io::{Read, Write};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Progress of one blob: bytes received so far out of the descriptor's size.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,23 +154,28 @@ impl RegistryClient {
         reference: &Reference,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let registry = reference.registry();
-        let scope = Scope::pull(reference.repository());
-        let path = format!("/v2/{}/blobs/{digest}", reference.repository());
-        let response = self.send_with(registry, &scope, &|http, base_url| {
-            http.head(format!("{base_url}{path}"))
-        })?;
+        self.has_blob(reference.registry(), &Scope::pull(reference.repository()), digest)
+    }
+
+    /// [`RegistryClient::blob_exists`] in `scope`'s repository, asked with its access (a
+    /// push asks with its push token rather than getting a second, pull-only one).
+    pub(super) fn has_blob(
+        &self,
+        registry: &str,
+        scope: &Scope,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let path = format!("/v2/{}/blobs/{digest}", scope.repository);
+        let response = self
+            .send_with(registry, scope, &|http, base_url| http.head(format!("{base_url}{path}")))?;
         match response.status().as_u16() {
             200..=299 => Ok(true),
             404 => Ok(false),
             _ => {
-                let what = format!("blob {digest} of {}", reference.name());
-                Err(self.status_error(registry, &scope, &what, response, |detail| {
-                    RegistryError::BlobNotFound {
-                        name: reference.name(),
-                        digest: digest.clone(),
-                        detail,
-                    }
+                let name = format!("{registry}/{}", scope.repository);
+                let what = format!("blob {digest} of {name}");
+                Err(self.status_error(registry, scope, &what, response, |detail| {
+                    RegistryError::BlobNotFound { name, digest: digest.clone(), detail }
                 }))
             }
         }
@@ -211,36 +215,13 @@ impl RegistryClient {
         Open: Fn(&Descriptor) -> std::io::Result<S> + Sync,
         Finish: Fn(&Descriptor, S) -> std::io::Result<()> + Sync,
     {
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
-        let workers = self.options.parallel_downloads.clamp(1, descriptors.len().max(1));
-        let work = || {
-            while !failed.load(Ordering::SeqCst) {
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(descriptor) = descriptors.get(index) else { break };
-                let result = (|| {
-                    let sink_error =
-                        |source| RegistryError::Sink { digest: descriptor.digest.clone(), source };
-                    let mut sink = open(descriptor).map_err(sink_error)?;
-                    self.fetch_blob(reference, descriptor, &mut sink, progress)?;
-                    finish(descriptor, sink).map_err(sink_error)
-                })();
-                if let Err(error) = result {
-                    failed.store(true, Ordering::SeqCst);
-                    first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(error);
-                }
-            }
-        };
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(work);
-            }
-        });
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        for_each_parallel(descriptors, self.options.parallel_downloads, |descriptor| {
+            let sink_error =
+                |source| RegistryError::Sink { digest: descriptor.digest.clone(), source };
+            let mut sink = open(descriptor).map_err(sink_error)?;
+            self.fetch_blob(reference, descriptor, &mut sink, progress)?;
+            finish(descriptor, sink).map_err(sink_error)
+        })
     }
 }
 

@@ -24,6 +24,10 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+/// The default [`ClientOptions::upload_chunk_size`]: 8 MiB, above the 5 MiB minimum some
+/// registries (ECR) demand of every chunk but the last.
+pub const DEFAULT_UPLOAD_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+
 /// Everything a [`RegistryClient`] is configured with.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -35,6 +39,12 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Blobs downloaded at once by [`RegistryClient::fetch_blobs`].
     pub parallel_downloads: usize,
+    /// Blobs uploaded at once by a push.
+    pub parallel_uploads: usize,
+    /// Blobs up to this size are uploaded in one `PUT`; larger ones in `PATCH` chunks of
+    /// this size (or the registry's minimum chunk size, if larger). Each upload holds one
+    /// chunk in memory.
+    pub upload_chunk_size: u64,
     pub user_agent: String,
 }
 
@@ -48,6 +58,8 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(60),
             parallel_downloads: 4,
+            parallel_uploads: 4,
+            upload_chunk_size: DEFAULT_UPLOAD_CHUNK_SIZE,
             user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
@@ -55,7 +67,8 @@ impl Default for ClientOptions {
 
 impl ClientOptions {
     /// Credentials from Docker's and podman's files, insecure registries from
-    /// `KILN_INSECURE_REGISTRIES`, extra CAs from `KILN_REGISTRY_CA_FILE`.
+    /// `KILN_INSECURE_REGISTRIES`, extra CAs from `KILN_REGISTRY_CA_FILE` and per-registry
+    /// CAs and client certificates from `certs.d` directories (see [`tls`](super::tls)).
     pub fn from_env() -> Result<Self, RegistryError> {
         ClientOptions::from_vars(|name| std::env::var_os(name))
     }
@@ -89,7 +102,7 @@ pub(super) struct Endpoint {
 }
 
 impl Endpoint {
-    fn challenge(&self) -> Option<Challenge> {
+    pub(super) fn challenge(&self) -> Option<Challenge> {
         self.challenge.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -244,7 +257,7 @@ impl RegistryClient {
                     " (if it serves plain http, allow that with --insecure-registry {registry})"
                 ));
             } else if cause.contains("certificate") && policy.verify_tls {
-                cause.push_str(&format!(" (give its CA certificate with KILN_REGISTRY_CA_FILE, or allow it with --insecure-registry {registry})"));
+                cause.push_str(&format!(" (put its CA certificate in ~/.config/kiln/certs.d/{registry}/ca.crt or /etc/docker/certs.d/{registry}/ca.crt, or give it with KILN_REGISTRY_CA_FILE, or allow it with --insecure-registry {registry})"));
             }
             return Err(RegistryError::Unreachable { registry: registry.to_string(), cause });
         }
@@ -255,7 +268,14 @@ impl RegistryClient {
         &self,
         build: &dyn Fn() -> RequestBuilder,
     ) -> Result<Response, reqwest::Error> {
-        let retry = &self.options.retry;
+        self.send_with_policy(&self.options.retry, build)
+    }
+
+    fn send_with_policy(
+        &self,
+        retry: &RetryPolicy,
+        build: &dyn Fn() -> RequestBuilder,
+    ) -> Result<Response, reqwest::Error> {
         let mut attempt = 1;
         loop {
             match build().send() {
@@ -301,6 +321,28 @@ impl RegistryClient {
         scope: &Scope,
         build: &dyn Fn(&Client, &str) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        self.send_authorized(registry, scope, &self.options.retry, build)
+    }
+
+    /// [`RegistryClient::send_with`] without retries: for requests that may have changed
+    /// the registry's state when they failed half-way (a blob chunk), which the caller
+    /// checks before sending again.
+    pub(super) fn send_once_with(
+        &self,
+        registry: &str,
+        scope: &Scope,
+        build: &dyn Fn(&Client, &str) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        self.send_authorized(registry, scope, &RetryPolicy::none(), build)
+    }
+
+    fn send_authorized(
+        &self,
+        registry: &str,
+        scope: &Scope,
+        retry: &RetryPolicy,
+        build: &dyn Fn(&Client, &str) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
         let endpoint = self.endpoint(registry)?;
         let mut authorization = match endpoint.challenge() {
             Some(challenge) => self.authorization(&endpoint, scope, &challenge, None)?,
@@ -309,7 +351,7 @@ impl RegistryClient {
         let mut answered_challenge = false;
         loop {
             let response = self
-                .send_with_retry(&|| {
+                .send_with_policy(retry, &|| {
                     let mut request = build(&endpoint.http, &endpoint.base_url);
                     if let Some(value) = &authorization
                         && let Ok(mut value) = HeaderValue::from_str(value)
@@ -364,14 +406,13 @@ impl RegistryClient {
                     .ok()
                     .flatten()
                     .map(|c| c.source().to_string());
-                RegistryError::AccessDenied(AccessDenied {
-                    action: scope.action(),
-                    name: format!("{registry}/{}", scope.repository),
-                    registry: registry.to_string(),
+                RegistryError::AccessDenied(AccessDenied::new(
+                    scope,
+                    registry,
                     status,
                     detail,
                     credentials_source,
-                })
+                ))
             }
             404 => not_found(detail),
             _ => RegistryError::Status {
@@ -388,7 +429,7 @@ pub(super) fn header_text(response: &Response, name: &str) -> Option<String> {
     response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-fn retry_after_of(response: &Response) -> Option<Duration> {
+pub(super) fn retry_after_of(response: &Response) -> Option<Duration> {
     let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
     parse_retry_after(value, SystemTime::now())
 }

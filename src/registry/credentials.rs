@@ -34,6 +34,10 @@ pub enum CredentialsError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("invalid credentials file {path}: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
+    #[error("invalid credentials file {path}: not a json object")]
+    NotAnObject { path: PathBuf },
+    #[error("cannot write credentials file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
     #[error(
         "invalid credentials file {path}: the auth field of {key:?} is not base64 of user:password"
     )]
@@ -134,11 +138,22 @@ impl fmt::Debug for HelperAnswer {
     }
 }
 
-/// Runs `docker-credential-<helper> get`; a seam so lookups can be tested without programs.
+/// Runs `docker-credential-<helper> get|store|erase`; a seam so lookups and logins can be
+/// tested without programs.
 pub trait HelperRunner: Send + Sync {
     /// `Ok(None)` when the helper has no credentials for `server_url`.
     fn get(&self, helper: &str, server_url: &str)
     -> Result<Option<HelperAnswer>, CredentialsError>;
+    /// Saves `username`/`secret` for `server_url`.
+    fn store(
+        &self,
+        helper: &str,
+        server_url: &str,
+        username: &str,
+        secret: &str,
+    ) -> Result<(), CredentialsError>;
+    /// Forgets `server_url`; nothing to forget is not an error.
+    fn erase(&self, helper: &str, server_url: &str) -> Result<(), CredentialsError>;
 }
 
 /// The real runner: spawns `docker-credential-<helper>` found on `PATH` (or on `path`).
@@ -152,15 +167,21 @@ pub struct ProcessHelperRunner {
 const NOT_FOUND_MESSAGE: &str = "credentials not found";
 const MAX_HELPER_MESSAGE: usize = 300;
 
-impl HelperRunner for ProcessHelperRunner {
-    fn get(
+impl ProcessHelperRunner {
+    /// Runs `docker-credential-<helper> <action>` with `input` on stdin: its stdout, or
+    /// `None` when it says it has no credentials for the server. `secret`, if given, is
+    /// cut out of any failure message.
+    fn run(
         &self,
         helper: &str,
+        action: &str,
         server_url: &str,
-    ) -> Result<Option<HelperAnswer>, CredentialsError> {
+        input: &[u8],
+        secret: Option<&str>,
+    ) -> Result<Option<String>, CredentialsError> {
         let program = format!("docker-credential-{helper}");
         let mut command = Command::new(&program);
-        command.arg("get").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.arg(action).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(path) = &self.path {
             command.env("PATH", path);
         }
@@ -173,26 +194,38 @@ impl HelperRunner for ProcessHelperRunner {
         if let Some(mut stdin) = child.stdin.take() {
             // A helper that exits without reading stdin closes the pipe; its exit status
             // then tells what happened, so a write error here is not the error to report.
-            let _ = stdin.write_all(server_url.as_bytes());
+            let _ = stdin.write_all(input);
         }
         let output = child.wait_with_output().map_err(spawn_error)?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let message = format!("{} {}", stdout.trim(), stderr.trim());
-            if message.contains(NOT_FOUND_MESSAGE) {
-                return Ok(None);
-            }
-            let mut message: String = message.trim().chars().take(MAX_HELPER_MESSAGE).collect();
-            if message.is_empty() {
-                message = format!("exited with {}", output.status);
-            }
-            return Err(CredentialsError::HelperFailed {
-                program,
-                server: server_url.to_string(),
-                message,
-            });
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            return Ok(Some(stdout));
         }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mut message = format!("{} {}", stdout.trim(), stderr.trim());
+        if message.contains(NOT_FOUND_MESSAGE) {
+            return Ok(None);
+        }
+        if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+            message = message.replace(secret, "<redacted>");
+        }
+        let mut message: String = message.trim().chars().take(MAX_HELPER_MESSAGE).collect();
+        if message.is_empty() {
+            message = format!("exited with {}", output.status);
+        }
+        Err(CredentialsError::HelperFailed { program, server: server_url.to_string(), message })
+    }
+}
+
+impl HelperRunner for ProcessHelperRunner {
+    fn get(
+        &self,
+        helper: &str,
+        server_url: &str,
+    ) -> Result<Option<HelperAnswer>, CredentialsError> {
+        let Some(stdout) = self.run(helper, "get", server_url, server_url.as_bytes(), None)? else {
+            return Ok(None);
+        };
         #[derive(Deserialize)]
         struct Answer {
             #[serde(rename = "Username", default)]
@@ -202,7 +235,7 @@ impl HelperRunner for ProcessHelperRunner {
         }
         let answer: Answer =
             serde_json::from_str(&stdout).map_err(|e| CredentialsError::HelperAnswer {
-                program: program.clone(),
+                program: format!("docker-credential-{helper}"),
                 server: server_url.to_string(),
                 // serde_json's message names a position, never the content
                 reason: format!("not the expected json: {e}"),
@@ -211,6 +244,27 @@ impl HelperRunner for ProcessHelperRunner {
             return Ok(None);
         }
         Ok(Some(HelperAnswer { username: answer.username, secret: answer.secret }))
+    }
+
+    fn store(
+        &self,
+        helper: &str,
+        server_url: &str,
+        username: &str,
+        secret: &str,
+    ) -> Result<(), CredentialsError> {
+        let input = serde_json::json!({
+            "ServerURL": server_url,
+            "Username": username,
+            "Secret": secret,
+        });
+        self.run(helper, "store", server_url, input.to_string().as_bytes(), Some(secret))?;
+        Ok(())
+    }
+
+    fn erase(&self, helper: &str, server_url: &str) -> Result<(), CredentialsError> {
+        self.run(helper, "erase", server_url, server_url.as_bytes(), None)?;
+        Ok(())
     }
 }
 
@@ -261,12 +315,17 @@ pub fn default_auth_files(env: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf
     if let Some(path) = env("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()) {
         files.push(PathBuf::from(path));
     }
-    if let Some(dir) = env("DOCKER_CONFIG").filter(|p| !p.is_empty()) {
-        files.push(PathBuf::from(dir).join("config.json"));
-    } else if let Some(home) = env("HOME").filter(|p| !p.is_empty()) {
-        files.push(PathBuf::from(home).join(".docker").join("config.json"));
-    }
+    files.extend(docker_config_file(env));
     files
+}
+
+/// Docker's `config.json`: in `$DOCKER_CONFIG`, else in `~/.docker`.
+pub fn docker_config_file(env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    if let Some(dir) = env("DOCKER_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    let home = env("HOME").filter(|p| !p.is_empty())?;
+    Some(PathBuf::from(home).join(".docker").join("config.json"))
 }
 
 impl CredentialStore {
@@ -376,7 +435,7 @@ fn normalize_registry(registry: &str) -> String {
 
 /// A key of `auths` or `credHelpers` as a registry or `registry/namespace`: a URL loses its
 /// scheme and path (`https://index.docker.io/v1/` → `docker.io`).
-fn normalize_key(key: &str) -> String {
+pub(super) fn normalize_key(key: &str) -> String {
     let key = key.trim_end_matches('/');
     let without_scheme = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://"));
     match without_scheme {
@@ -461,28 +520,7 @@ fn decode_auth(auth: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    /// A helper runner answering from a table and recording what it was asked.
-    #[derive(Default)]
-    struct FakeHelpers {
-        answers: BTreeMap<(String, String), (String, String)>,
-        calls: Mutex<Vec<(String, String)>>,
-    }
-
-    impl HelperRunner for FakeHelpers {
-        fn get(
-            &self,
-            helper: &str,
-            server: &str,
-        ) -> Result<Option<HelperAnswer>, CredentialsError> {
-            self.calls.lock().unwrap().push((helper.to_string(), server.to_string()));
-            Ok(self
-                .answers
-                .get(&(helper.to_string(), server.to_string()))
-                .map(|(u, s)| HelperAnswer { username: u.clone(), secret: s.clone() }))
-        }
-    }
+    use crate::registry::fake_helpers::FakeHelpers;
 
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)
@@ -548,15 +586,21 @@ mod tests {
             "credHelpers": {"ghcr.io": "gh", "https://index.docker.io/v1/": "hub"}
         })
         .to_string();
-        let mut helpers = FakeHelpers::default();
+        let helpers = FakeHelpers::default();
         helpers
             .answers
+            .lock()
+            .unwrap()
             .insert(("gh".into(), "ghcr.io".into()), ("ghuser".into(), "ghtoken".into()));
-        helpers.answers.insert(
+        helpers.answers.lock().unwrap().insert(
             ("hub".into(), "https://index.docker.io/v1/".into()),
             ("<token>".into(), "idtok".into()),
         );
-        helpers.answers.insert(("store".into(), "quay.io".into()), ("q".into(), "qpw".into()));
+        helpers
+            .answers
+            .lock()
+            .unwrap()
+            .insert(("store".into(), "quay.io".into()), ("q".into(), "qpw".into()));
         let helpers = Arc::new(helpers);
         let (_dir, store) = store_with(&[("config.json", config)], helpers.clone());
 

@@ -4,7 +4,7 @@
 //! Each variant names what the user needs to act: the registry, the repository or reference,
 //! the HTTP status and what the registry said. Credentials never appear in any message.
 
-use super::auth::AuthError;
+use super::auth::{AuthError, Scope};
 use super::credentials::CredentialsError;
 use super::digest::Digest;
 use super::endpoint::EndpointError;
@@ -59,6 +59,20 @@ pub enum RegistryError {
     HttpClient { registry: String, cause: String },
     #[error("{origin}: {source}")]
     Settings { origin: String, source: EndpointError },
+    #[error("upload of {what} to registry {registry} failed: {cause}")]
+    Upload { registry: String, what: String, cause: String },
+    #[error(
+        "registry {registry} gave no usable upload location for {what} (Location: {location:?})"
+    )]
+    BadLocation { registry: String, what: String, location: Option<String> },
+    #[error("cannot read blob {digest} to push it: {source}")]
+    Source { digest: Digest, source: std::io::Error },
+    #[error(
+        "cannot push {reference}: it names digest {named}, but the image's manifest is {actual}"
+    )]
+    PushDigest { reference: String, named: Digest, actual: Digest },
+    #[error("login to registry {registry} failed: {detail} (HTTP {status})")]
+    LoginFailed { registry: String, status: u16, detail: String },
 }
 
 /// What was refused, by whom, and whether credentials were offered (and from where).
@@ -90,6 +104,26 @@ impl fmt::Display for AccessDenied {
                 self.registry
             ),
             None => write!(f, "no credentials configured for registry {})", self.registry),
+        }
+    }
+}
+
+impl AccessDenied {
+    /// A refusal of `scope` on `registry`.
+    pub fn new(
+        scope: &Scope,
+        registry: &str,
+        status: u16,
+        detail: String,
+        credentials_source: Option<String>,
+    ) -> Self {
+        AccessDenied {
+            action: scope.action(),
+            name: format!("{registry}/{}", scope.repository),
+            registry: registry.to_string(),
+            status,
+            detail,
+            credentials_source,
         }
     }
 }

@@ -66,6 +66,22 @@ pub struct Descriptor {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Descriptor {
+    /// A descriptor with only the three required fields.
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            urls: None,
+            annotations: None,
+            platform: None,
+            artifact_type: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
 /// A descriptor's `platform` object, as the image spec spells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformSpec {
@@ -135,16 +151,7 @@ pub struct FetchedManifest {
 impl FetchedManifest {
     /// A descriptor pointing at this manifest.
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest.clone(),
-            size: self.bytes.len() as u64,
-            urls: None,
-            annotations: None,
-            platform: None,
-            artifact_type: None,
-            extra: serde_json::Map::new(),
-        }
+        Descriptor::new(&self.media_type, self.digest.clone(), self.bytes.len() as u64)
     }
 }
 

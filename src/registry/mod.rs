@@ -1,10 +1,11 @@
-//! Pulling images from OCI and Docker registries.
+//! Pulling images from and pushing them to OCI and Docker registries, and logging in.
 //!
 //! The pieces, each in its own module:
 //! - [`reference`](mod@reference): `alpine` → `docker.io/library/alpine:latest`, Docker's parsing rules;
 //!   [`digest`]: validated `sha256:…` digests and hashing.
 //! - [`client`]: [`RegistryClient`] — endpoints (HTTPS, plain HTTP only for loopback and
-//!   insecure registries, see [`endpoint`]), TLS ([`tls`], pluggable per registry),
+//!   insecure registries, see [`endpoint`]), TLS ([`tls`]: system roots plus per-registry
+//!   CAs and client certificates from `certs.d`, see [`certs_dir`]),
 //!   authentication ([`auth`]: Basic and Bearer token challenges, token cache per
 //!   repository scope; [`authorize`]: answering them, token requests) with credentials
 //!   from Docker/podman files and helpers ([`credentials`]), retries with backoff
@@ -13,7 +14,13 @@
 //!   platform's manifest from an index.
 //! - [`pull`]: verified manifest fetches and [`RegistryClient::resolve_image`] —
 //!   reference + platform → manifest, config ([`image_config`]) and layer descriptors.
-//! - [`blob`]: streaming, verified, resumable, parallel blob downloads.
+//! - [`blob`]: streaming, verified, resumable, parallel blob downloads ([`parallel`]: the
+//!   worker pool downloads and uploads share).
+//! - [`push`]: [`RegistryClient::push_image`] — blobs into every target repository, then
+//!   the manifest under every tag; [`upload`]: one blob (existence check, cross-repository
+//!   mount, monolithic or chunked upload, resume and retry, registry quirks).
+//! - [`login`]: checking credentials as `docker login` does; [`docker_config`]: saving
+//!   and erasing them in Docker's `config.json` or its credential helper.
 //! - [`error`]: [`RegistryError`], whose messages name the registry, repository, HTTP
 //!   status and the registry's own words.
 //!
@@ -45,18 +52,27 @@
 pub mod auth;
 pub mod authorize;
 pub mod blob;
+pub mod blob_cursor;
+pub mod certs_dir;
 pub mod client;
 pub mod credentials;
 pub mod digest;
+pub mod docker_config;
 pub mod endpoint;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake_helpers;
 pub mod image_config;
+pub mod login;
 pub mod manifest;
+pub mod parallel;
 pub mod platform_select;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod retry;
 pub mod tls;
+pub mod upload;
 
 pub use blob::BlobProgress;
 pub use client::{ClientOptions, RegistryClient};

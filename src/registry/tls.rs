@@ -1,16 +1,18 @@
-//! TLS settings for registry connections, behind a small trait so that per-registry
-//! configuration (`certs.d` directories, client certificates) can be plugged in later.
+//! TLS settings for registry connections, behind a small trait ([`TlsPolicy`]).
 //!
 //! TLS is rustls on the `ring` provider. [`SystemTls`] trusts the system's roots plus any
-//! extra CA files it was given (`KILN_REGISTRY_CA_FILE`, a `:`-separated list of PEM files).
+//! extra CA files it was given (`KILN_REGISTRY_CA_FILE`, a `:`-separated list of PEM files),
+//! plus, per registry, the CAs of its `certs.d` directories, and presents the client
+//! certificate found there (see [`certs_dir`](super::certs_dir)), as Docker does.
 //! A configuration with `verify == false` (registries listed as insecure) accepts any
-//! certificate but still checks the handshake's signatures.
+//! certificate but still checks the handshake's signatures (and still presents a client
+//! certificate).
 
+use super::certs_dir::{default_certs_dirs, load_registry_certs, read_certs};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -23,6 +25,12 @@ pub enum TlsError {
     EmptyCaFile(PathBuf),
     #[error("cannot set up TLS: {0}")]
     Setup(String),
+    #[error("client certificate {} has no key {}", cert.display(), key.display())]
+    MissingClientKey { cert: PathBuf, key: PathBuf },
+    #[error("client key {} has no certificate {}", key.display(), cert.display())]
+    MissingClientCert { key: PathBuf, cert: PathBuf },
+    #[error("invalid client certificate {}: {reason}", cert.display())]
+    BadClientCert { cert: PathBuf, reason: String },
 }
 
 /// Gives the rustls configuration for connections to one registry.
@@ -35,19 +43,26 @@ pub trait TlsPolicy: Send + Sync + fmt::Debug {
 /// The environment variable naming extra CA files (PEM, `:`-separated).
 pub const CA_FILE_ENV: &str = "KILN_REGISTRY_CA_FILE";
 
-/// System roots plus extra CA files, the same for every registry.
+/// System roots plus extra CA files, plus each registry's `certs.d` files.
 #[derive(Debug)]
 pub struct SystemTls {
     extra_ca_files: Vec<PathBuf>,
+    certs_dirs: Vec<PathBuf>,
     roots: OnceLock<Result<Arc<RootCertStore>, TlsError>>,
 }
 
 impl SystemTls {
+    /// No `certs.d` directories: the same roots for every registry.
     pub fn new(extra_ca_files: Vec<PathBuf>) -> Self {
-        SystemTls { extra_ca_files, roots: OnceLock::new() }
+        SystemTls::with_certs_dirs(extra_ca_files, Vec::new())
     }
 
-    /// Extra CA files from `KILN_REGISTRY_CA_FILE`.
+    /// Also reads per-registry files from `certs_dirs` (see [`certs_dir`](super::certs_dir)).
+    pub fn with_certs_dirs(extra_ca_files: Vec<PathBuf>, certs_dirs: Vec<PathBuf>) -> Self {
+        SystemTls { extra_ca_files, certs_dirs, roots: OnceLock::new() }
+    }
+
+    /// Extra CA files from `KILN_REGISTRY_CA_FILE`, the default `certs.d` directories.
     pub fn from_env() -> Self {
         SystemTls::from_vars(|name| std::env::var_os(name))
     }
@@ -57,11 +72,15 @@ impl SystemTls {
         let files = var(CA_FILE_ENV)
             .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
             .unwrap_or_default();
-        SystemTls::new(files)
+        SystemTls::with_certs_dirs(files, default_certs_dirs(var))
     }
 
     pub fn extra_ca_files(&self) -> &[PathBuf] {
         &self.extra_ca_files
+    }
+
+    pub fn certs_dirs(&self) -> &[PathBuf] {
+        &self.certs_dirs
     }
 
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
@@ -75,20 +94,23 @@ impl SystemTls {
         let system = rustls_native_certs::load_native_certs();
         roots.add_parsable_certificates(system.certs);
         for path in &self.extra_ca_files {
-            let bad = |reason: String| TlsError::BadCaFile { path: path.clone(), reason };
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| bad(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| bad(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(TlsError::EmptyCaFile(path.clone()));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| bad(e.to_string()))?;
-            }
+            add_roots(&mut roots, read_certs(path)?, path)?;
         }
         Ok(roots)
     }
+}
+
+fn add_roots(
+    roots: &mut RootCertStore,
+    certs: Vec<CertificateDer<'static>>,
+    path: &std::path::Path,
+) -> Result<(), TlsError> {
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::BadCaFile { path: path.to_path_buf(), reason: e.to_string() })?;
+    }
+    Ok(())
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -98,22 +120,37 @@ fn provider() -> Arc<CryptoProvider> {
 impl TlsPolicy for SystemTls {
     fn client_config(
         &self,
-        _registry: &str,
+        registry: &str,
         verify: bool,
     ) -> Result<rustls::ClientConfig, TlsError> {
         let provider = provider();
+        let registry_certs = load_registry_certs(&self.certs_dirs, registry)?;
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Setup(e.to_string()))?;
-        let config = if verify {
-            builder.with_root_certificates(self.roots()?).with_no_client_auth()
+        let builder = if verify {
+            let mut roots = self.roots()?;
+            if !registry_certs.ca_certs.is_empty() {
+                let mut extended = (*roots).clone();
+                for cert in registry_certs.ca_certs {
+                    extended.add(cert).map_err(|e| TlsError::Setup(e.to_string()))?;
+                }
+                roots = Arc::new(extended);
+            }
+            builder.with_root_certificates(roots)
         } else {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }))
-                .with_no_client_auth()
         };
-        Ok(config)
+        match registry_certs.client {
+            None => Ok(builder.with_no_client_auth()),
+            Some(identity) => {
+                builder.with_client_auth_cert(identity.chain, identity.key).map_err(|e| {
+                    TlsError::BadClientCert { cert: identity.cert_file, reason: e.to_string() }
+                })
+            }
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! A fault-injecting HTTP proxy in front of a test registry: it can answer with an error
-//! status for the first N requests, cut a blob response short, or replace an answer
-//! entirely. Every connection carries one request (`Connection: close` is forced), which
-//! keeps the proxy a few lines of blocking I/O. Request heads are logged for assertions.
+//! status for the first N requests, cut a blob response short, break an upload half-way,
+//! delay requests, rewrite answers (status, headers) the way odd registries write them, or
+//! replace an answer entirely. Faults select requests by a piece of their request line
+//! (`PATCH /v2/app/blobs/uploads/…`): a path piece, or a method and path. Every connection
+//! carries one request (`Connection: close` is forced), which keeps the proxy a few lines
+//! of blocking I/O. Request heads are logged for assertions (counting uploads, say).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -12,8 +15,8 @@ use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub enum Fault {
-    /// Answer the next `count` requests whose path contains `path_contains` (`""`: any)
-    /// with `status` (and `Retry-After` when given).
+    /// Answer the next `count` requests whose request line contains `path_contains` (`""`:
+    /// any) with `status` (and `Retry-After` when given), without forwarding them.
     Status { path_contains: String, status: u16, retry_after: Option<u32>, count: usize },
     /// For the next `count` requests whose path contains `path_contains`, forward but
     /// close the connection after `body_bytes` bytes of the response body.
@@ -23,6 +26,20 @@ pub enum Fault {
     IgnoreRange,
     /// Answer requests whose path contains `path_contains` with this response.
     Respond { path_contains: String, status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    /// For the next `count` matching requests, forward the head and `body_bytes` bytes of
+    /// the request body, then close both connections: an upload broken half-way, which
+    /// the registry has partly received.
+    BreakUpload { path_contains: String, body_bytes: usize, count: usize },
+    /// Wait `millis` before forwarding the next `count` matching requests.
+    Delay { path_contains: String, millis: u64, count: usize },
+    /// Rewrite the registry's answers to matching requests: a status for another
+    /// (`201` for `202`, say), headers removed (by name, any case) or added.
+    Rewrite {
+        path_contains: String,
+        status: Option<(u16, u16)>,
+        remove_headers: Vec<String>,
+        add_headers: Vec<(String, String)>,
+    },
 }
 
 pub struct FaultProxy {
@@ -113,9 +130,24 @@ fn handle(
     }
     let (head, body_start) = read_head(&mut client)?;
     log.lock().unwrap().push(head.clone());
-    let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+    let path = head.split("\r\n").next().unwrap_or_default().to_string();
+    let length: usize = head
+        .split("\r\n")
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    // A request answered here is read whole first, as a server would, so that the client
+    // is not cut off while it still sends.
+    let drain = |client: &mut TcpStream| {
+        let rest = length.saturating_sub(body_start.len()) as u64;
+        std::io::copy(&mut client.take(rest), &mut std::io::sink()).map(|_| ())
+    };
     let mut truncate = None;
     let mut ignore_range = false;
+    let mut break_upload = None;
+    let mut rewrite = None;
     {
         let mut faults = faults.lock().unwrap();
         for fault in faults.iter_mut() {
@@ -124,6 +156,7 @@ fn handle(
                     if *count > 0 && path.contains(path_contains.as_str()) =>
                 {
                     *count -= 1;
+                    drain(&mut client)?;
                     let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"injected by the test proxy"}]}"#;
                     let retry =
                         retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
@@ -138,6 +171,7 @@ fn handle(
                 Fault::Respond { path_contains, status, headers, body }
                     if path.contains(path_contains.as_str()) =>
                 {
+                    drain(&mut client)?;
                     let mut answer = format!(
                         "HTTP/1.1 {status} Replaced\r\nContent-Length: {}\r\nConnection: close\r\n",
                         body.len()
@@ -158,6 +192,24 @@ fn handle(
                     break;
                 }
                 Fault::IgnoreRange => ignore_range = true,
+                Fault::BreakUpload { path_contains, body_bytes, count }
+                    if *count > 0 && path.contains(path_contains.as_str()) =>
+                {
+                    *count -= 1;
+                    break_upload = Some(*body_bytes);
+                    break;
+                }
+                Fault::Delay { path_contains, millis, count }
+                    if *count > 0 && path.contains(path_contains.as_str()) =>
+                {
+                    *count -= 1;
+                    std::thread::sleep(Duration::from_millis(*millis));
+                }
+                Fault::Rewrite { path_contains, status, remove_headers, add_headers }
+                    if path.contains(path_contains.as_str()) =>
+                {
+                    rewrite = Some((*status, remove_headers.clone(), add_headers.clone()));
+                }
                 _ => {}
             }
         }
@@ -175,7 +227,30 @@ fn handle(
         .collect();
     forwarded.push("Connection: close".into());
     server.write_all(format!("{}\r\n\r\n", forwarded.join("\r\n")).as_bytes())?;
+    if let Some(limit) = break_upload {
+        let first = body_start.len().min(limit);
+        server.write_all(&body_start[..first])?;
+        let rest = (limit - first).min(length.saturating_sub(body_start.len())) as u64;
+        std::io::copy(&mut (&mut client).take(rest), &mut server)?;
+        server.flush()?;
+        // Give the registry a moment to store what it got before the connection breaks.
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = server.shutdown(Shutdown::Both);
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
     server.write_all(&body_start)?;
+    let rest = length.saturating_sub(body_start.len()) as u64;
+    std::io::copy(&mut (&mut client).take(rest), &mut server)?;
+    if let Some((status, remove, add)) = rewrite {
+        let (response_head, body) = read_head(&mut server)?;
+        client.write_all(rewrite_head(&response_head, status, &remove, &add).as_bytes())?;
+        client.write_all(&body)?;
+        std::io::copy(&mut server, &mut client)?;
+        client.flush()?;
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
     match truncate {
         None => {
             std::io::copy(&mut server, &mut client)?;
@@ -200,4 +275,26 @@ fn handle(
     client.flush()?;
     let _ = client.shutdown(Shutdown::Both);
     Ok(())
+}
+
+/// A response head with its status replaced (when it is `from`) and headers changed.
+fn rewrite_head(
+    head: &str,
+    status: Option<(u16, u16)>,
+    remove: &[String],
+    add: &[(String, String)],
+) -> String {
+    let mut lines: Vec<String> = head.trim_end().split("\r\n").map(str::to_string).collect();
+    if let Some((from, to)) = status {
+        let prefix = format!("HTTP/1.1 {from} ");
+        if lines[0].starts_with(&prefix) {
+            lines[0] = format!("HTTP/1.1 {to} Rewritten");
+        }
+    }
+    lines.retain(|line| {
+        let name = line.split(':').next().unwrap_or_default();
+        !remove.iter().any(|r| r.eq_ignore_ascii_case(name.trim()))
+    });
+    lines.extend(add.iter().map(|(name, value)| format!("{name}: {value}")));
+    format!("{}\r\n\r\n", lines.join("\r\n"))
 }

@@ -29,6 +29,11 @@ pub struct Options {
     pub tls: bool,
     /// A raw `auth:` block, e.g. from [`super::token_server::TokenServer::registry_auth_config`].
     pub auth_config: Option<String>,
+    /// `Location` headers relative to the host (`http.relativeurls`), as some registries
+    /// write them.
+    pub relative_urls: bool,
+    /// With `tls`: demand a client certificate signed by the test CA (`http.tls.clientcas`).
+    pub client_certificates: bool,
 }
 
 fn free_port() -> u16 {
@@ -104,7 +109,7 @@ impl TestRegistry {
                 );
             }
             let port = free_port();
-            let tls = match &ca {
+            let mut tls = match &ca {
                 Some(ca) => format!(
                     "  tls:\n    certificate: {}\n    key: {}\n",
                     ca.server_cert.display(),
@@ -112,6 +117,12 @@ impl TestRegistry {
                 ),
                 None => String::new(),
             };
+            if let (Some(ca), true) = (&ca, options.client_certificates) {
+                tls.push_str(&format!("    clientcas:\n      - {}\n", ca.ca_cert.display()));
+            }
+            if options.relative_urls {
+                tls.push_str("  relativeurls: true\n");
+            }
             let config = format!(
                 "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: kiln-test-secret\n{tls}{auth}",
                 dir.path().join("data").display()

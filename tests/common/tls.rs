@@ -6,6 +6,7 @@ use std::process::Command;
 
 pub struct TestCa {
     _dir: tempfile::TempDir,
+    ca_key: PathBuf,
     pub ca_cert: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
@@ -74,10 +75,54 @@ impl TestCa {
             d,
         );
         TestCa {
+            ca_key: d.join("ca.key"),
             ca_cert: d.join("ca.crt"),
             server_cert: d.join("server.crt"),
             server_key: d.join("server.key"),
             _dir: dir,
         }
+    }
+}
+
+impl TestCa {
+    /// Writes a client certificate signed by this CA and its key into `dir`, as
+    /// `client.cert` and `client.key` (the names Docker's `certs.d` uses).
+    pub fn issue_client_cert(&self, dir: &std::path::Path) {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut csr = vec!["req"];
+        csr.extend(ec);
+        csr.extend([
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=kiln test client",
+        ]);
+        openssl(&csr, dir);
+        std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+        let (ca_cert, ca_key) = (self.ca_cert.to_str().unwrap(), self.ca_key.to_str().unwrap());
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                ca_cert,
+                "-CAkey",
+                ca_key,
+                "-CAcreateserial",
+                "-out",
+                "client.cert",
+                "-days",
+                "2",
+                "-extfile",
+                "client.cnf",
+            ],
+            dir,
+        );
+        std::fs::remove_file(dir.join("client.csr")).unwrap();
+        std::fs::remove_file(dir.join("client.cnf")).unwrap();
     }
 }

@@ -45,8 +45,9 @@ pub struct TokenServer {
 }
 
 impl TokenServer {
-    /// Grants pull access to `user`/`password` (Basic) and to holders of `refresh_token`;
-    /// anonymous requests get a token without access; wrong passwords get 401.
+    /// Grants the asked access to `user`/`password` (Basic; with `offline_token=true` the
+    /// answer carries `refresh_token` too) and to holders of `refresh_token`; anonymous
+    /// requests get a token without access; wrong passwords get 401.
     pub fn start(user: &str, password: &str, refresh_token: &str) -> TokenServer {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("token.key");
@@ -303,11 +304,12 @@ fn serve(
         }
         Some((user, _)) => {
             let token = issue(key, cert_der, &user, &scopes, true);
-            respond(
-                &mut stream,
-                "200 OK",
-                &serde_json::json!({"token": token, "expires_in": 300}).to_string(),
-            )
+            let mut answer = serde_json::json!({"token": token, "expires_in": 300});
+            // `docker login` asks for a refresh token to keep instead of the password.
+            if params.get("offline_token").is_some_and(|v| v.iter().any(|v| v == "true")) {
+                answer["refresh_token"] = accounts.refresh_token.clone().into();
+            }
+            respond(&mut stream, "200 OK", &answer.to_string())
         }
         None => {
             let token = issue(key, cert_der, "", &scopes, false);
