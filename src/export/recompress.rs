@@ -5,8 +5,9 @@
 //! [`recompress`] (or [`recompress_all`]) gives a new [`LayerBlob`] stored in the blob store,
 //! and the image is assembled from those, so the manifest names the re-encoded blobs.
 //!
-//! The encoder settings are the layer module's ([`GZIP_LEVEL`], [`ZSTD_LEVEL`],
-//! [`ZSTD_WORKERS`]; gzip header mtime 0 and OS 255; zstd without checksum or content size).
+//! The encoder is the layer module's, with its settings ([`crate::layer::GZIP_LEVEL`],
+//! [`crate::layer::ZSTD_LEVEL`], [`crate::layer::ZSTD_WORKERS`]; gzip header mtime 0 and
+//! OS 255; zstd without checksum or content size).
 //! The encoder is fed in fixed [`CHUNK`]-sized writes whatever the source's decoder yields,
 //! because the deflate implementation's output depends on where writes begin and end (a test
 //! shows it): so the result is a function of the uncompressed tar alone, the same whichever
@@ -21,7 +22,7 @@ use super::ExportError;
 use super::source::{BlobSource, VerifyingReader};
 use crate::image::LayerBlob;
 use crate::image::manifest::layer_compression;
-use crate::layer::{Compression, GZIP_LEVEL, ZSTD_LEVEL, ZSTD_WORKERS, decompress};
+use crate::layer::{Compression, Encoder, decompress};
 use kiln_cache::{BlobStore, Hasher};
 use rayon::prelude::*;
 use std::io::{self, Read, Write};
@@ -113,59 +114,6 @@ pub fn recompress_all(
         Some(target) => {
             // Layers are independent: encode them side by side (each stays deterministic).
             layers.par_iter().map(|layer| recompress(layer, target, blobs, store)).collect()
-        }
-    }
-}
-
-enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-    Plain(W),
-}
-
-impl<W: Write> Encoder<W> {
-    fn new(compression: Compression, sink: W) -> io::Result<Self> {
-        Ok(match compression {
-            Compression::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(sink, flate2::Compression::new(GZIP_LEVEL)),
-            ),
-            Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
-                encoder.multithread(ZSTD_WORKERS)?;
-                encoder.include_checksum(false)?;
-                encoder.include_contentsize(false)?;
-                Encoder::Zstd(encoder)
-            }
-            Compression::Uncompressed => Encoder::Plain(sink),
-        })
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::Gzip(encoder) => encoder.finish(),
-            Encoder::Zstd(encoder) => encoder.finish(),
-            Encoder::Plain(mut sink) => sink.flush().map(|()| sink),
-        }
-    }
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::Gzip(encoder) => encoder.write(buf),
-            Encoder::Zstd(encoder) => encoder.write(buf),
-            Encoder::Plain(sink) => sink.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::Gzip(encoder) => encoder.flush(),
-            Encoder::Zstd(encoder) => encoder.flush(),
-            Encoder::Plain(sink) => sink.flush(),
         }
     }
 }

@@ -27,6 +27,7 @@
 use super::layer_dir::{Content, LayerDir, NewMeta};
 use super::merged::{FileKind, Time};
 use super::{FsError, RootPath};
+use crate::layer::decompress;
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStringExt;
@@ -62,58 +63,6 @@ pub struct ExtractStats {
     pub hardlinks: u64,
     pub nodes: u64,
     pub bytes: u64,
-}
-
-/// Compression of a stream, told by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Gzip,
-    Bzip2,
-    Xz,
-    Zstd,
-    None,
-}
-
-impl Compression {
-    fn detect(magic: &[u8]) -> Self {
-        if magic.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if magic.starts_with(b"BZh") {
-            Compression::Bzip2
-        } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-            Compression::Xz
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
-
-/// Wraps `reader` in the decoder its first bytes call for.
-pub fn decompress<'a, R: Read + 'a>(
-    mut reader: R,
-) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
-    let mut magic = [0u8; 6];
-    let mut filled = 0;
-    while filled < magic.len() {
-        match reader.read(&mut magic[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let kind = Compression::detect(&magic[..filled]);
-    let whole = io::Cursor::new(magic[..filled].to_vec()).chain(reader);
-    let decoded: Box<dyn Read + 'a> = match kind {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(whole)),
-        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(whole)),
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(whole)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(whole)?),
-        Compression::None => Box::new(whole),
-    };
-    Ok((kind, decoded))
 }
 
 /// Whether the stream is a (possibly compressed) tar archive: its first header parses.

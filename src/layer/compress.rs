@@ -143,14 +143,15 @@ pub(crate) fn format_digest(bytes: &[u8]) -> String {
     out
 }
 
-enum Encoder<W: Write> {
+/// The encoder of a [`Compression`], with kiln's fixed settings (see the module docs).
+pub(crate) enum Encoder<W: Write> {
     Gzip(flate2::write::GzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     Plain(W),
 }
 
 impl<W: Write> Encoder<W> {
-    fn new(compression: Compression, sink: W) -> io::Result<Self> {
+    pub(crate) fn new(compression: Compression, sink: W) -> io::Result<Self> {
         Ok(match compression {
             Compression::Gzip => Encoder::Gzip(
                 flate2::GzBuilder::new()
@@ -169,11 +170,12 @@ impl<W: Write> Encoder<W> {
         })
     }
 
-    fn finish(self) -> io::Result<W> {
+    /// Ends the stream and hands back the sink, flushed.
+    pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Gzip(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
-            Encoder::Plain(w) => Ok(w),
+            Encoder::Plain(mut w) => w.flush().map(|()| w),
         }
     }
 }

@@ -49,6 +49,7 @@ mod tree;
 mod xattrs;
 
 pub use apply::{ApplyMode, ApplyOptions, ApplyStats, apply_layer};
+pub(crate) use compress::Encoder;
 pub use compress::{
     Compression, DetectedCompression, GZIP_LEVEL, ZSTD_LEVEL, ZSTD_WORKERS, decompress,
 };
