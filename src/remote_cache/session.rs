@@ -1,0 +1,312 @@
+//! The remote cache during one build, as the engine sees it: imported records to fall back
+//! on, lazy layers and their fetching, and the log of every record the build used (what
+//! `--cache-to` exports).
+//!
+//! Lazy layers: a [`Layer`] whose blob is not in the store, or whose snapshot is not
+//! unpacked, is *lazy*. Its `snapshot` is the path the snapshot will have
+//! ([`kiln_cache::Snapshots::path`]), so it can be handed on, compared and keyed like any
+//! other; [`CacheSession::materialize`] makes it real before anything reads the files.
+//!
+//! Invariants:
+//! - a remote hit is only taken when every blob it names is in the store or was found at
+//!   one of the cache sources (checked once per blob); otherwise the step runs and a
+//!   warning says why;
+//! - each blob is fetched at most once per build, even when parallel steps need it;
+//! - the local index only ever receives records whose blobs are all in the store
+//!   ([`CacheSession::persist`]).
+
+use super::format::CacheEntry;
+use super::import::ImportedCache;
+use crate::registry::RegistryClient;
+use crate::solver::progress::{Event, ProgressSink, StepReporter};
+use crate::solver::rootfs::{Layer, Rootfs, SnapshotError, ensure_snapshot};
+use indicatif::DecimalBytes;
+use kiln_cache::{CacheError, CacheKey, CacheRecord, Digest, LayerRef, Root, SnapshotId, now_secs};
+use kiln_frontend::graph::StepId;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Why a lazy layer could not be made real.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("layer {blob} is not in kiln's store and no --cache-from holds it")]
+    NoSource { blob: Digest },
+    #[error("cannot fetch layer {blob} from cache {source_name}: {cause}")]
+    Fetch { blob: Digest, source_name: String, cause: Box<super::fetch::FetchError> },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// One record a build reused or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedRecord {
+    /// The step whose result it is.
+    pub step: StepId,
+    pub entry: CacheEntry,
+    /// Whether it came from `--cache-from` (and may not be in the local index yet).
+    pub imported: bool,
+}
+
+/// The records a build used, in the order it used them.
+#[derive(Debug, Default)]
+pub struct UsedRecords(Mutex<Vec<UsedRecord>>);
+
+impl UsedRecords {
+    fn push(&self, record: UsedRecord) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+    }
+
+    /// Everything noted so far.
+    pub fn all(&self) -> Vec<UsedRecord> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What the engine holds of the remote cache for one build.
+pub struct CacheSession<'a> {
+    root: &'a Root,
+    client: &'a RegistryClient,
+    progress: &'a dyn ProgressSink,
+    imported: ImportedCache,
+    /// Whether some source still holds a blob, once checked.
+    present: Mutex<HashMap<Digest, bool>>,
+    /// One lock per blob being fetched.
+    fetching: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    /// Blobs fetched from cache sources during this build.
+    fetched: Mutex<BTreeSet<Digest>>,
+    used: UsedRecords,
+}
+
+impl<'a> CacheSession<'a> {
+    pub fn new(
+        root: &'a Root,
+        client: &'a RegistryClient,
+        progress: &'a dyn ProgressSink,
+        imported: ImportedCache,
+    ) -> Self {
+        CacheSession {
+            root,
+            client,
+            progress,
+            imported,
+            present: Mutex::default(),
+            fetching: Mutex::default(),
+            fetched: Mutex::default(),
+            used: UsedRecords::default(),
+        }
+    }
+
+    pub fn root(&self) -> &Root {
+        self.root
+    }
+
+    pub fn imported(&self) -> &ImportedCache {
+        &self.imported
+    }
+
+    /// Every record the build reused or made so far.
+    pub fn used(&self) -> Vec<UsedRecord> {
+        self.used.all()
+    }
+
+    /// Blobs fetched from cache sources so far.
+    pub fn fetched(&self) -> BTreeSet<Digest> {
+        self.fetched.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn warn(&self, text: String) {
+        self.progress.emit(Event::Message { text: format!("WARNING: {text}") });
+    }
+
+    /// Notes a record of the local index that `step` reused or made.
+    pub fn note_local(&self, step: StepId, key: &CacheKey, record: &CacheRecord) {
+        let entry = CacheEntry {
+            key: key.clone(),
+            layers: record.layers.clone(),
+            description: record.description.clone(),
+            created: record.created,
+        };
+        self.used.push(UsedRecord { step, entry, imported: false });
+    }
+
+    /// The layers of an imported record for `key`, lazy, if one exists and its blobs can
+    /// be had; the use is noted.
+    pub fn lookup(&self, step: StepId, key: &CacheKey) -> Option<Vec<Layer>> {
+        let (source, entry) = self.imported.get(key)?;
+        let blobs = self.root.blobs();
+        for layer in entry.layers.iter().filter(|l| !blobs.contains(&l.blob)) {
+            if !self.available(layer) {
+                self.warn(format!(
+                    "cache {source}: layer {} of {:?} is gone; running the step instead",
+                    layer.blob, entry.description
+                ));
+                return None;
+            }
+        }
+        let snapshots = self.root.snapshots();
+        let layers = entry
+            .layers
+            .iter()
+            .map(|l| Layer {
+                diff_id: l.diff_id,
+                blob: l.blob,
+                size: l.size,
+                media_type: l.media_type.clone(),
+                snapshot: snapshots.path(&SnapshotId::of_layer(&l.diff_id)),
+                created: l.created.clone(),
+            })
+            .collect();
+        self.used.push(UsedRecord { step, entry: entry.clone(), imported: true });
+        Some(layers)
+    }
+
+    /// Whether some source holds the blob (asked once per blob; a failure to ask is a
+    /// warning and counts as no).
+    fn available(&self, layer: &LayerRef) -> bool {
+        let blob = descriptor_of(layer);
+        if let Some(known) = self.present.lock().unwrap_or_else(|p| p.into_inner()).get(&layer.blob)
+        {
+            return *known;
+        }
+        let mut found = false;
+        for source in self.imported.sources_of(&layer.blob) {
+            match source.has_blob(self.client, &blob) {
+                Ok(true) => {
+                    found = true;
+                    break;
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    self.warn(format!("cache {source}: checking layer {}: {err}", layer.blob))
+                }
+            }
+        }
+        self.present.lock().unwrap_or_else(|p| p.into_inner()).insert(layer.blob, found);
+        found
+    }
+
+    /// Makes every layer of `rootfs` real: blobs fetched from the cache sources, snapshots
+    /// unpacked. Layers already real cost a `stat`.
+    pub fn materialize(
+        &self,
+        rootfs: &Rootfs,
+        report: &StepReporter<'_>,
+    ) -> Result<(), SessionError> {
+        let refs: Vec<LayerRef> =
+            rootfs.layers.iter().filter(|l| !l.snapshot.is_dir()).map(Layer::to_ref).collect();
+        self.fetch_blobs(&refs, report)?;
+        for layer in &refs {
+            ensure_snapshot(self.root, layer)?;
+        }
+        Ok(())
+    }
+
+    /// Puts the blobs of `layers` in the store, fetching those that are missing from the
+    /// cache sources.
+    pub fn fetch_blobs(
+        &self,
+        layers: &[LayerRef],
+        report: &StepReporter<'_>,
+    ) -> Result<(), SessionError> {
+        let blobs = self.root.blobs();
+        let mut missing: Vec<crate::image::Descriptor> = Vec::new();
+        for layer in layers.iter().filter(|l| !blobs.contains(&l.blob)) {
+            if !missing.iter().any(|m| m.digest == layer.blob) {
+                missing.push(descriptor_of(layer));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let total: u64 = missing.iter().map(|l| l.size).sum();
+        report.note(format!(
+            "pulling {} layer(s), {}, from the cache",
+            missing.len(),
+            DecimalBytes(total)
+        ));
+        for blob in &missing {
+            self.fetch_blob(blob, report)?;
+        }
+        Ok(())
+    }
+
+    /// Puts the blob `digest` in the store, fetching it from a cache source that lists it
+    /// if it is missing.
+    pub fn ensure_blob(
+        &self,
+        digest: &Digest,
+        report: &StepReporter<'_>,
+    ) -> Result<(), SessionError> {
+        if self.root.blobs().contains(digest) {
+            return Ok(());
+        }
+        let blob =
+            self.imported.descriptor(digest).ok_or(SessionError::NoSource { blob: *digest })?;
+        self.fetch_blob(&blob.clone(), report)
+    }
+
+    fn fetch_blob(
+        &self,
+        blob: &crate::image::Descriptor,
+        report: &StepReporter<'_>,
+    ) -> Result<(), SessionError> {
+        let lock = {
+            let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+            fetching.entry(blob.digest).or_default().clone()
+        };
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let blobs = self.root.blobs();
+        if blobs.contains(&blob.digest) {
+            return Ok(());
+        }
+        let id = blob.digest.to_string();
+        let mut last = None;
+        for source in self.imported.sources_of(&blob.digest) {
+            let progress = |done| report.bytes(&id, done, blob.size);
+            match source.fetch_blob(self.client, blob, &blobs, &progress) {
+                Ok(()) => {
+                    self.fetched.lock().unwrap_or_else(|p| p.into_inner()).insert(blob.digest);
+                    return Ok(());
+                }
+                Err(cause) => {
+                    last = Some(SessionError::Fetch {
+                        blob: blob.digest,
+                        source_name: source.to_string(),
+                        cause: Box::new(cause),
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or(SessionError::NoSource { blob: blob.digest }))
+    }
+
+    /// Puts every imported record the build used, whose blobs are all in the store by now,
+    /// into the local index (unless it has one for the key). Returns how many.
+    pub fn persist(&self) -> Result<usize, CacheError> {
+        let index = self.root.records();
+        let blobs = self.root.blobs();
+        let mut written = 0;
+        for used in self.used.all().into_iter().filter(|u| u.imported) {
+            let entry = used.entry;
+            let local = matches!(index.get(&entry.key), Ok(Some(_)));
+            if local || !entry.layers.iter().all(|l| blobs.contains(&l.blob)) {
+                continue;
+            }
+            let record = CacheRecord {
+                layers: entry.layers,
+                config_delta: serde_json::Value::Null,
+                sources: Vec::new(),
+                description: entry.description,
+                created: entry.created,
+                last_used: now_secs(),
+            };
+            index.put(&entry.key, &record)?;
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+fn descriptor_of(layer: &LayerRef) -> crate::image::Descriptor {
+    crate::image::Descriptor::new(&layer.media_type, layer.blob, layer.size)
+}
