@@ -104,8 +104,16 @@ fn local_round_trip_reuses_every_step_and_gives_the_same_image() {
     assert_eq!(cached_steps(&hit), 6);
     assert_eq!(image_line(&hit), image_line(&log), "the same image as the original build");
 
-    // The records used are now local: the next build needs no --cache-from.
-    assert_eq!(steps_run(&second.ok(&[])), Vec::<String>::new());
+    // The records whose layers were downloaded are now local. The builder's never were
+    // (the cache knew what COPY --from reads): without --cache-from, only it runs again.
+    assert_eq!(
+        steps_run(&second.ok(&[])),
+        [
+            "[builder 2/4] WORKDIR /src",
+            "[builder 3/4] COPY a.txt .",
+            "[builder 4/4] RUN tr a-z A-Z < a.txt > /A.txt"
+        ]
+    );
 
     // One source file changes: only the steps that depend on it run.
     second.write("b.txt", "b2\n");
@@ -162,10 +170,12 @@ fn a_fully_cached_build_downloads_only_the_layers_it_needs() {
     if !ready() {
         return;
     }
-    // The builder's big layer is only mounted by a cached RUN: nothing needs its bytes.
+    // The builder's big layer is copied from and mounted by cached steps: the cache knows
+    // the digest of what the COPY reads, so nothing needs its bytes.
     let dockerfile = "FROM {{base}} AS builder\n\
          RUN head -c 2000000 /dev/urandom > /big && echo built > /out\n\
          FROM {{base}}\n\
+         COPY --from=builder /out /out\n\
          RUN --mount=type=bind,from=builder,target=/b cat /b/out > /copied\n";
     let first = context(dockerfile, &[]);
     let registry = TestRegistry::shared();

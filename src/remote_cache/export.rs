@@ -10,9 +10,9 @@
 //! A build that used no record (everything was `--no-cache`… and still made records, so
 //! this only happens for builds with no cacheable step) exports nothing and says so.
 
-use super::format::{self, Artifact, CacheEntry, FormatError};
+use super::format::{self, Artifact, CacheEntry, CopySourceDigest, FormatError};
 use super::layout_writer::{self, LayoutWriteError};
-use super::session::{CacheSession, UsedRecord};
+use super::session::{CacheSession, UsedRecords};
 use super::upload::{CacheUploader, UploadError};
 use crate::export::{BlobSource, SourceError};
 use crate::registry::Reference;
@@ -106,18 +106,32 @@ pub fn final_image_steps(graph: &Graph) -> BTreeSet<StepId> {
     steps
 }
 
-/// The entries `mode` exports out of those the build used, each key once.
-pub fn select(graph: &Graph, used: &[UsedRecord], mode: ExportMode) -> Vec<CacheEntry> {
+/// What `mode` exports out of what the build used: entries (each key once) and the copy
+/// source digests of the same steps.
+pub fn select(
+    graph: &Graph,
+    used: &UsedRecords,
+    mode: ExportMode,
+) -> (Vec<CacheEntry>, Vec<CopySourceDigest>) {
     let wanted = match mode {
         ExportMode::Max => None,
         ExportMode::Min => Some(final_image_steps(graph)),
     };
+    let exported = |step: &StepId| wanted.as_ref().is_none_or(|steps| steps.contains(step));
     let mut seen = BTreeSet::new();
-    used.iter()
-        .filter(|u| wanted.as_ref().is_none_or(|steps| steps.contains(&u.step)))
-        .filter(|u| seen.insert(u.entry.key.clone()))
-        .map(|u| u.entry.clone())
-        .collect()
+    let entries = used
+        .all()
+        .into_iter()
+        .filter(|u| exported(&u.step) && seen.insert(u.entry.key.clone()))
+        .map(|u| u.entry)
+        .collect();
+    let copy_sources = used
+        .copy_sources()
+        .into_iter()
+        .filter(|(step, _)| exported(step))
+        .map(|(_, c)| c)
+        .collect();
+    (entries, copy_sources)
 }
 
 /// Reads blobs from the store, fetching those of lazy layers from the cache sources first.
@@ -160,7 +174,7 @@ pub fn run(
     let report = StepReporter::new(progress, step);
     let target = export.target.to_string();
     report.note("preparing build cache for export".into());
-    let entries = select(graph, &session.used(), export.mode);
+    let (entries, copy_sources) = select(graph, session.used(), export.mode);
     if entries.is_empty() {
         report.note("skipping cache export for empty result".into());
         timer.done();
@@ -168,7 +182,7 @@ pub fn run(
     }
     let failed =
         |cause: ExportCause| CacheExportError { target: target.clone(), cause: Box::new(cause) };
-    let artifact = format::encode(&entries).map_err(|e| failed(e.into()))?;
+    let artifact = format::encode(&entries, &copy_sources).map_err(|e| failed(e.into()))?;
     let blobs = LazyBlobs::new(session, StepReporter::new(progress, step));
     match &export.target {
         CacheTarget::Local { dir, tag } => {

@@ -19,10 +19,18 @@
 //! | `keyVersion` | the [`KEY_VERSION`] the keys were computed with                       |
 //! | `layers[i]`  | `{"blob", "diffId"}` of manifest layer `i` (`blob` repeats its digest) |
 //! | `records[]`  | `{"key", "description", "created", "layers": [{"layer", "created"?}]}` |
+//! | `copySources[]` | `{"key", "digest", "sources": [{"path", "digest"}]}` (may be absent) |
 //!
 //! `records[].layers[].layer` indexes `layers`; `created` there is the RFC 3339 time the
 //! step first made that layer (absent for base image layers); `records[].created` is the
 //! record's creation time in seconds since the Unix epoch.
+//!
+//! `copySources` remembers what a `COPY --from` read from another stage: `key` is
+//! [`copy_source_key`] of the copy and the exact layers of the stage it read (their
+//! diff_ids), `digest` the digest of the selected files that the copy's cache key covers,
+//! `sources` the same per source as written. With it, a build whose stage came from the
+//! cache computes the copy's key without downloading the stage's layers. It is sound
+//! because diff_ids fix the files exactly: the same layers give the same digest.
 //!
 //! Invariants of a decoded cache: every key is 64 lowercase hex characters and appears once;
 //! every layer index is in range; every blob is a sha256 digest with a layer media type kiln
@@ -58,6 +66,26 @@ pub struct CacheEntry {
     pub description: String,
     /// Seconds since the Unix epoch.
     pub created: u64,
+}
+
+/// The digest of the files a `COPY --from` read from a stage (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySourceDigest {
+    pub key: CacheKey,
+    /// What the copy's cache key covers (`sha256:<hex>`).
+    pub digest: Digest,
+    /// Per source as written, its part of the digest.
+    pub sources: Vec<(String, Digest)>,
+}
+
+/// The key under which a copy's source digest is remembered: the copy itself (every field
+/// that could change what it selects) and the diff_ids of the filesystem it reads.
+pub fn copy_source_key(op: &kiln_frontend::graph::CopyOp, diff_ids: &[Digest]) -> CacheKey {
+    use crate::solver::key::{KeyHasher, copy_key, scratch_key};
+    let mut h = KeyHasher::new("copy-source");
+    h.key(&copy_key(op, &scratch_key(), ""));
+    h.strs(&diff_ids.iter().map(Digest::to_string).collect::<Vec<_>>());
+    h.finish()
 }
 
 /// Why a cache could not be written or read.
@@ -121,6 +149,21 @@ struct ConfigDoc {
     key_version: String,
     layers: Vec<ConfigLayer>,
     records: Vec<ConfigRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    copy_sources: Vec<ConfigCopySource>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfigCopySource {
+    key: String,
+    digest: Digest,
+    sources: Vec<ConfigSourcePart>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfigSourcePart {
+    path: String,
+    digest: Digest,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,8 +188,11 @@ struct RecordLayer {
     created: Option<String>,
 }
 
-/// Encodes `entries` (any order; a key given twice keeps its first entry).
-pub fn encode(entries: &[CacheEntry]) -> Result<Artifact, FormatError> {
+/// Encodes `entries` and `copy_sources` (any order; a key given twice keeps its first).
+pub fn encode(
+    entries: &[CacheEntry],
+    copy_sources: &[CopySourceDigest],
+) -> Result<Artifact, FormatError> {
     let mut by_key: BTreeMap<&CacheKey, &CacheEntry> = BTreeMap::new();
     for entry in entries {
         by_key.entry(&entry.key).or_insert(entry);
@@ -186,11 +232,28 @@ pub fn encode(entries: &[CacheEntry]) -> Result<Artifact, FormatError> {
             layers: record_layers,
         });
     }
+    let mut copy_by_key: BTreeMap<&CacheKey, &CopySourceDigest> = BTreeMap::new();
+    for copy in copy_sources {
+        copy_by_key.entry(&copy.key).or_insert(copy);
+    }
+    let copy_sources = copy_by_key
+        .into_values()
+        .map(|copy| ConfigCopySource {
+            key: copy.key.to_string(),
+            digest: copy.digest,
+            sources: copy
+                .sources
+                .iter()
+                .map(|(path, digest)| ConfigSourcePart { path: path.clone(), digest: *digest })
+                .collect(),
+        })
+        .collect();
     let config = ConfigDoc {
         format: FORMAT_VERSION,
         key_version: KEY_VERSION.to_string(),
         layers: config_layers,
         records,
+        copy_sources,
     };
     let config = to_canonical_bytes(&config)
         .map_err(|source| FormatError::Encode { what: "config", source })?;
@@ -262,9 +325,16 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<CacheManifest, FormatError> {
     Ok(CacheManifest { config: doc.config, layers: doc.layers })
 }
 
-/// Decodes a config (already checked against `manifest.config`) into entries, checking it
-/// against the manifest (see the module docs).
-pub fn decode(manifest: &CacheManifest, config: &[u8]) -> Result<Vec<CacheEntry>, FormatError> {
+/// What a cache holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decoded {
+    pub entries: Vec<CacheEntry>,
+    pub copy_sources: Vec<CopySourceDigest>,
+}
+
+/// Decodes a config (already checked against `manifest.config`), checking it against the
+/// manifest (see the module docs).
+pub fn decode(manifest: &CacheManifest, config: &[u8]) -> Result<Decoded, FormatError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -337,5 +407,16 @@ pub fn decode(manifest: &CacheManifest, config: &[u8]) -> Result<Vec<CacheEntry>
             created: record.created,
         });
     }
-    Ok(entries)
+    let copy_sources = doc
+        .copy_sources
+        .into_iter()
+        .map(|copy| {
+            Ok(CopySourceDigest {
+                key: CacheKey::new(&copy.key).map_err(|e| invalid(e.to_string()))?,
+                digest: copy.digest,
+                sources: copy.sources.into_iter().map(|part| (part.path, part.digest)).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, FormatError>>()?;
+    Ok(Decoded { entries, copy_sources })
 }

@@ -8,7 +8,9 @@
 //! When two sources hold the same key, the one given first wins; a blob may be fetched from
 //! any source that lists it.
 
-use super::format::{self, CacheEntry, CacheManifest, FormatError, MAX_CONFIG_BYTES};
+use super::format::{
+    self, CacheEntry, CacheManifest, CopySourceDigest, Decoded, FormatError, MAX_CONFIG_BYTES,
+};
 use crate::image::Descriptor;
 use crate::image::layout::{BlobReader, Layout, LayoutError, LayoutLocation};
 use crate::registry::manifest::MAX_MANIFEST_BYTES;
@@ -54,6 +56,8 @@ pub struct ImportedCache {
     entries: HashMap<CacheKey, (usize, CacheEntry)>,
     /// Each blob's descriptor and the sources that list it, in `--cache-from` order.
     blobs: HashMap<Digest, (Descriptor, Vec<usize>)>,
+    /// Digests of what copies read from other stages, by [`format::copy_source_key`].
+    copy_sources: HashMap<CacheKey, CopySourceDigest>,
 }
 
 impl ImportedCache {
@@ -66,7 +70,7 @@ impl ImportedCache {
         let mut imported = ImportedCache::default();
         for source in sources {
             match read(source, client) {
-                Ok((manifest, entries)) => imported.add(source.clone(), &manifest, entries),
+                Ok((manifest, decoded)) => imported.add(source.clone(), &manifest, decoded),
                 Err(err) => {
                     warn(format!("cannot import cache from {source}: {err}; building without it"))
                 }
@@ -76,7 +80,7 @@ impl ImportedCache {
     }
 
     /// Adds one decoded cache.
-    pub fn add(&mut self, source: CacheSource, manifest: &CacheManifest, entries: Vec<CacheEntry>) {
+    pub fn add(&mut self, source: CacheSource, manifest: &CacheManifest, decoded: Decoded) {
         let index = self.sources.len();
         self.sources.push(source);
         for layer in &manifest.layers {
@@ -86,9 +90,17 @@ impl ImportedCache {
                 listed.push(index);
             }
         }
-        for entry in entries {
+        for entry in decoded.entries {
             self.entries.entry(entry.key.clone()).or_insert((index, entry));
         }
+        for copy in decoded.copy_sources {
+            self.copy_sources.entry(copy.key.clone()).or_insert(copy);
+        }
+    }
+
+    /// The remembered digest of a copy's source (see [`format::copy_source_key`]).
+    pub fn copy_source(&self, key: &CacheKey) -> Option<&CopySourceDigest> {
+        self.copy_sources.get(key)
     }
 
     /// The imported entry for `key`, and the source it came from.
@@ -120,7 +132,7 @@ impl ImportedCache {
 pub fn read(
     source: &CacheSource,
     client: &RegistryClient,
-) -> Result<(CacheManifest, Vec<CacheEntry>), ImportError> {
+) -> Result<(CacheManifest, Decoded), ImportError> {
     let (manifest, config) = match source {
         CacheSource::Registry(reference) => {
             let fetched = client.get_manifest(reference)?;
@@ -147,6 +159,6 @@ pub fn read(
             (manifest, config)
         }
     };
-    let entries = format::decode(&manifest, &config)?;
-    Ok((manifest, entries))
+    let decoded = format::decode(&manifest, &config)?;
+    Ok((manifest, decoded))
 }

@@ -15,14 +15,15 @@
 //! - the local index only ever receives records whose blobs are all in the store
 //!   ([`CacheSession::persist`]).
 
-use super::format::CacheEntry;
+use super::format::{CacheEntry, CopySourceDigest, copy_source_key};
 use super::import::ImportedCache;
+use crate::ops::copy::SourceDigests;
 use crate::registry::RegistryClient;
 use crate::solver::progress::{Event, ProgressSink, StepReporter};
 use crate::solver::rootfs::{Layer, Rootfs, SnapshotError, ensure_snapshot};
 use indicatif::DecimalBytes;
 use kiln_cache::{CacheError, CacheKey, CacheRecord, Digest, LayerRef, Root, SnapshotId, now_secs};
-use kiln_frontend::graph::StepId;
+use kiln_frontend::graph::{CopyOp, StepId};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -47,18 +48,27 @@ pub struct UsedRecord {
     pub imported: bool,
 }
 
-/// The records a build used, in the order it used them.
+/// The records a build used, in the order it used them, and the digests its copies from
+/// other stages read.
 #[derive(Debug, Default)]
-pub struct UsedRecords(Mutex<Vec<UsedRecord>>);
+pub struct UsedRecords {
+    records: Mutex<Vec<UsedRecord>>,
+    copy_sources: Mutex<Vec<(StepId, CopySourceDigest)>>,
+}
 
 impl UsedRecords {
     fn push(&self, record: UsedRecord) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).push(record);
     }
 
-    /// Everything noted so far.
+    /// Every record noted so far.
     pub fn all(&self) -> Vec<UsedRecord> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every copy source digest noted so far, with the step that computed or used it.
+    pub fn copy_sources(&self) -> Vec<(StepId, CopySourceDigest)> {
+        self.copy_sources.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -105,8 +115,44 @@ impl<'a> CacheSession<'a> {
     }
 
     /// Every record the build reused or made so far.
-    pub fn used(&self) -> Vec<UsedRecord> {
-        self.used.all()
+    pub fn used(&self) -> &UsedRecords {
+        &self.used
+    }
+
+    /// The digest of what `op` selects from `rootfs`, when an imported cache remembers it
+    /// (sparing the download of `rootfs`'s layers); the use is noted.
+    pub fn copy_source(&self, step: StepId, op: &CopyOp, rootfs: &Rootfs) -> Option<SourceDigests> {
+        let key = copy_source_key(op, &diff_ids(rootfs));
+        let known = self.imported.copy_source(&key)?.clone();
+        let digests = SourceDigests {
+            total: known.digest.to_string(),
+            per_source: known.sources.iter().map(|(p, d)| (p.clone(), d.to_string())).collect(),
+        };
+        self.used.copy_sources.lock().unwrap_or_else(|p| p.into_inner()).push((step, known));
+        Some(digests)
+    }
+
+    /// Notes the digest `step` computed of what `op` selects from `rootfs`, for export.
+    pub fn note_copy_source(
+        &self,
+        step: StepId,
+        op: &CopyOp,
+        rootfs: &Rootfs,
+        digests: &SourceDigests,
+    ) {
+        let parse = |text: &str| Digest::parse(text).ok();
+        let Some(digest) = parse(&digests.total) else { return };
+        let Some(sources) = digests
+            .per_source
+            .iter()
+            .map(|(path, digest)| Some((path.clone(), parse(digest)?)))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return;
+        };
+        let key = copy_source_key(op, &diff_ids(rootfs));
+        let copy = CopySourceDigest { key, digest, sources };
+        self.used.copy_sources.lock().unwrap_or_else(|p| p.into_inner()).push((step, copy));
     }
 
     /// Blobs fetched from cache sources so far.
@@ -286,7 +332,7 @@ impl<'a> CacheSession<'a> {
         let index = self.root.records();
         let blobs = self.root.blobs();
         let mut written = 0;
-        for used in self.used.all().into_iter().filter(|u| u.imported) {
+        for used in self.used().all().into_iter().filter(|u| u.imported) {
             let entry = used.entry;
             let local = matches!(index.get(&entry.key), Ok(Some(_)));
             if local || !entry.layers.iter().all(|l| blobs.contains(&l.blob)) {
@@ -309,4 +355,8 @@ impl<'a> CacheSession<'a> {
 
 fn descriptor_of(layer: &LayerRef) -> crate::image::Descriptor {
     crate::image::Descriptor::new(&layer.media_type, layer.blob, layer.size)
+}
+
+fn diff_ids(rootfs: &Rootfs) -> Vec<Digest> {
+    rootfs.layers.iter().map(|l| l.diff_id).collect()
 }

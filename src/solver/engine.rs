@@ -146,6 +146,28 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// The digest of the files a COPY selects, which its key covers. Remote cache: when the
+    /// source is a stage's filesystem, an imported digest for exactly its layers spares
+    /// downloading them; else they are materialized and read, and the digest noted.
+    fn copy_sources_digest(
+        &self,
+        step: StepId,
+        op: &kiln_frontend::graph::CopyOp,
+        source: &Source<'_>,
+    ) -> Result<crate::ops::copy::SourceDigests, BuildError> {
+        let Source::Rootfs(rootfs) = source else {
+            return fs_steps::sources_digest(op, source).map_err(|e| self.fail(step, e));
+        };
+        if let Some(known) = self.remote_cache.copy_source(step, op, rootfs) {
+            return Ok(known);
+        }
+        let report = StepReporter::new(self.progress, step.0 + 1);
+        self.remote_cache.materialize(rootfs, &report).map_err(|e| self.fail(step, e))?;
+        let digests = fs_steps::sources_digest(op, source).map_err(|e| self.fail(step, e))?;
+        self.remote_cache.note_copy_source(step, op, rootfs, &digests);
+        Ok(digests)
+    }
+
     /// Looks the key up (unless `--no-cache`) locally, then in the imported remote cache;
     /// else materializes the step's inputs, runs `make`, and records the result.
     fn cached(
@@ -521,15 +543,7 @@ impl StepRunner<StepOutput> for Engine<'_> {
                     }
                     kiln_frontend::graph::CopySourceRef::None => Source::None,
                 };
-                if let Source::Rootfs(rootfs) = &source {
-                    // remote cache: the key covers the source's files, which must be readable.
-                    let report = StepReporter::new(self.progress, step.0 + 1);
-                    self.remote_cache
-                        .materialize(rootfs, &report)
-                        .map_err(|e| self.fail(step, e))?;
-                }
-                let digests =
-                    fs_steps::sources_digest(op, &source).map_err(|e| self.fail(step, e))?;
+                let digests = self.copy_sources_digest(step, op, &source)?;
                 let sources: Vec<SourceDigest> = digests
                     .per_source
                     .into_iter()
