@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(parse_cache_from("myorg/app:cache").unwrap(), registry("myorg/app:cache"));
         assert_eq!(
             parse_cache_from("type=registry,ref=127.0.0.1:5000/c").unwrap(),
-            registry("127.0.0.1:5000/c:latest")
+            registry("127.0.0.1:5000/c")
         );
         assert_eq!(
             parse_cache_from("type=local,src=/tmp/c,tag=v2").unwrap(),

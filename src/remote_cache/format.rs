@@ -420,3 +420,6 @@ pub fn decode(manifest: &CacheManifest, config: &[u8]) -> Result<Decoded, Format
         .collect::<Result<Vec<_>, FormatError>>()?;
     Ok(Decoded { entries, copy_sources })
 }
+
+#[cfg(test)]
+mod tests;

@@ -89,3 +89,6 @@ pub mod upload;
 pub use format::{CONFIG_MEDIA_TYPE, FormatError};
 pub use import::{CacheSource, ImportedCache};
 pub use session::{CacheSession, UsedRecords};
+
+#[cfg(test)]
+mod tests;
