@@ -200,8 +200,9 @@ pub fn run(
                 .map_err(|e| failed(e.into()))?;
         }
         CacheTarget::Registry(reference) => {
+            let held_by = session.imported().registries_holding(&artifact.layers);
             uploader
-                .upload(reference, &artifact, &blobs)
+                .upload(reference, &artifact, &blobs, &held_by)
                 .map_err(|e| failed(ExportCause::Upload(e)))?;
             report.note(format!("writing cache manifest {}", artifact.manifest_digest));
         }

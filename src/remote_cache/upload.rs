@@ -6,15 +6,22 @@
 //! of the same registry) is not read at all, so lazy layers of an imported cache are only
 //! downloaded when they must really be sent; the manifest goes last, sent as
 //! `artifact.manifest` exactly (its digest is `artifact.manifest_digest`), so a failed upload
-//! leaves the previous cache under the tag.
+//! leaves the previous cache under the tag. `held_by` names, for blobs of imported caches,
+//! the registry repositories known to hold them: a cross-repository mount from one of the
+//! same registry avoids downloading a lazy layer only to upload it again.
 
 use super::format::Artifact;
 use crate::export::BlobSource;
 use crate::registry::Reference;
+use kiln_cache::Digest;
+use std::collections::BTreeMap;
 use std::error::Error;
 
 /// An upload failure, kept whole for the message.
 pub type UploadError = Box<dyn Error + Send + Sync>;
+
+/// The registry repositories known to hold each blob (from `--cache-from`).
+pub type HeldBy = BTreeMap<Digest, Vec<Reference>>;
 
 /// Pushes cache artifacts to registries.
 pub trait CacheUploader: Sync {
@@ -25,6 +32,7 @@ pub trait CacheUploader: Sync {
         target: &Reference,
         artifact: &Artifact,
         blobs: &dyn BlobSource,
+        held_by: &HeldBy,
     ) -> Result<(), UploadError>;
 }
 
@@ -32,7 +40,13 @@ pub trait CacheUploader: Sync {
 pub struct Unavailable;
 
 impl CacheUploader for Unavailable {
-    fn upload(&self, _: &Reference, _: &Artifact, _: &dyn BlobSource) -> Result<(), UploadError> {
+    fn upload(
+        &self,
+        _: &Reference,
+        _: &Artifact,
+        _: &dyn BlobSource,
+        _: &HeldBy,
+    ) -> Result<(), UploadError> {
         Err("pushing to registries is not available in this kiln yet (use type=local)".into())
     }
 }
