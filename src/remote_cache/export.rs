@@ -202,7 +202,7 @@ pub fn run(
         CacheTarget::Registry(reference) => {
             let held_by = session.imported().registries_holding(&artifact.layers);
             uploader
-                .upload(reference, &artifact, &blobs, &held_by)
+                .upload(reference, &artifact, &blobs, &held_by, &report)
                 .map_err(|e| failed(ExportCause::Upload(e)))?;
             report.note(format!("writing cache manifest {}", artifact.manifest_digest));
         }

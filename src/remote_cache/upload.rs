@@ -13,6 +13,7 @@
 use super::format::Artifact;
 use crate::export::BlobSource;
 use crate::registry::Reference;
+use crate::solver::progress::StepReporter;
 use kiln_cache::Digest;
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -26,13 +27,14 @@ pub type HeldBy = BTreeMap<Digest, Vec<Reference>>;
 /// Pushes cache artifacts to registries.
 pub trait CacheUploader: Sync {
     /// Puts `artifact` under `target` (see the module docs), reading layer blobs from
-    /// `blobs` only when they must be sent.
+    /// `blobs` only when they must be sent; transfers are reported through `report`.
     fn upload(
         &self,
         target: &Reference,
         artifact: &Artifact,
         blobs: &dyn BlobSource,
         held_by: &HeldBy,
+        report: &StepReporter<'_>,
     ) -> Result<(), UploadError>;
 }
 
@@ -46,6 +48,7 @@ impl CacheUploader for Unavailable {
         _: &Artifact,
         _: &dyn BlobSource,
         _: &HeldBy,
+        _: &StepReporter<'_>,
     ) -> Result<(), UploadError> {
         Err("pushing to registries is not available in this kiln yet (use type=local)".into())
     }
