@@ -367,3 +367,30 @@ fn cache_keys_do_not_depend_on_where_the_root_or_context_is() {
     assert_eq!(keys.len(), 4, "{keys:?}");
     assert_eq!(keys, record_keys(second.root.path()), "the same keys in both roots");
 }
+
+#[test]
+fn a_failed_export_fails_the_build_unless_ignored() {
+    if !ready() {
+        return;
+    }
+    let build = context("FROM {{base}}\nRUN echo hi > /hi\n", &[]);
+    let blocker = build.path("blocker");
+    fs::write(&blocker, "a file where the cache directory should be").unwrap();
+    let dest = arg("type=local,dest", &blocker);
+    let log = build.fails(&["--cache-to", &dest]);
+    assert!(
+        log.contains(&format!(
+            "exporting cache to {}: {} exists and is not a directory",
+            blocker.display(),
+            blocker.display()
+        )),
+        "{log}"
+    );
+    let log = build.ok(&["--cache-to", &format!("{dest},ignore-error=true")]);
+    assert!(log.contains("(ignored)"), "{log}");
+    let log = build.fails(&["--cache-to", "type=gha"]);
+    assert!(
+        log.contains("invalid --cache-to \"type=gha\": cache type gha is not supported by kiln"),
+        "{log}"
+    );
+}
