@@ -231,18 +231,21 @@ impl<'a> CacheSession<'a> {
         found
     }
 
-    /// Makes every layer of `rootfs` real: blobs fetched from the cache sources, snapshots
-    /// unpacked. Layers already real cost a `stat`.
+    /// Makes every layer of `rootfs` real: blobs fetched from the cache sources (even when
+    /// a snapshot exists: the records of the steps built on top name the blobs, and the
+    /// index only takes records whose blobs are stored), snapshots unpacked. Layers already
+    /// real cost two `stat`s.
     pub fn materialize(
         &self,
         rootfs: &Rootfs,
         report: &StepReporter<'_>,
     ) -> Result<(), SessionError> {
-        let refs: Vec<LayerRef> =
-            rootfs.layers.iter().filter(|l| !l.snapshot.is_dir()).map(Layer::to_ref).collect();
+        let refs: Vec<LayerRef> = rootfs.layers.iter().map(Layer::to_ref).collect();
         self.fetch_blobs(&refs, report)?;
-        for layer in &refs {
-            ensure_snapshot(self.root, layer)?;
+        for (layer, lazy) in refs.iter().zip(&rootfs.layers) {
+            if !lazy.snapshot.is_dir() {
+                ensure_snapshot(self.root, layer)?;
+            }
         }
         Ok(())
     }
