@@ -394,3 +394,33 @@ fn a_failed_export_fails_the_build_unless_ignored() {
         "{log}"
     );
 }
+
+#[test]
+fn a_builder_stage_base_image_is_never_pulled_when_its_steps_are_cached() {
+    if !ready() {
+        return;
+    }
+    let dockerfile = "FROM {{base}} AS builder\n\
+         RUN echo built > /out\n\
+         FROM scratch\n\
+         COPY --from=builder /out /out\n";
+    let first = context(dockerfile, &[]);
+    let cache = tempfile::tempdir().unwrap();
+    export_to(&first, cache.path(), "max");
+    let (manifest, config) = read_local_cache(cache.path());
+    let run = config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["description"].as_str().unwrap().contains("RUN echo built"));
+    let base_layer = run.unwrap()["layers"][0]["layer"].as_u64().unwrap() as usize;
+    let base_digest = manifest["layers"][base_layer]["digest"].as_str().unwrap();
+
+    // A cold state root: not even the base image is there.
+    let mut second = context(dockerfile, &[]);
+    second.root = tempfile::tempdir().unwrap();
+    let log = second.ok(&["--cache-from", &arg("type=local,src", cache.path())]);
+    assert_eq!(steps_run(&log), Vec::<String>::new(), "{log}");
+    assert!(!has_blob(second.root.path(), base_digest), "the builder's base was pulled: {log}");
+    assert!(has_blob(second.root.path(), &top_layer(cache.path(), "COPY --from=builder")));
+}

@@ -153,7 +153,7 @@ impl BlobSource for LazyBlobs<'_> {
     }
 
     fn size(&self, digest: &Digest) -> Result<u64, SourceError> {
-        if let Some(descriptor) = self.session.imported().descriptor(digest) {
+        if let Some(descriptor) = self.session.descriptor(digest) {
             return Ok(descriptor.size);
         }
         Ok(self.session.root().blobs().size(digest)?)
@@ -200,7 +200,7 @@ pub fn run(
                 .map_err(|e| failed(e.into()))?;
         }
         CacheTarget::Registry(reference) => {
-            let held_by = session.imported().registries_holding(&artifact.layers);
+            let held_by = session.registries_holding(&artifact.layers);
             uploader
                 .upload(reference, &artifact, &blobs, &held_by, &report)
                 .map_err(|e| failed(ExportCause::Upload(e)))?;

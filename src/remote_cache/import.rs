@@ -113,20 +113,6 @@ impl ImportedCache {
         self.blobs.get(blob).into_iter().flat_map(|(_, s)| s).map(|i| &self.sources[*i]).collect()
     }
 
-    /// For each of `blobs` that an imported registry cache lists, the references of the
-    /// caches that hold it.
-    pub fn registries_holding(&self, blobs: &[Descriptor]) -> super::upload::HeldBy {
-        let mut held_by = super::upload::HeldBy::new();
-        for blob in blobs {
-            for source in self.sources_of(&blob.digest) {
-                if let CacheSource::Registry(reference) = source {
-                    held_by.entry(blob.digest).or_default().push(reference.clone());
-                }
-            }
-        }
-        held_by
-    }
-
     /// The descriptor of an imported blob.
     pub fn descriptor(&self, blob: &Digest) -> Option<&Descriptor> {
         self.blobs.get(blob).map(|(descriptor, _)| descriptor)

@@ -40,7 +40,7 @@
 //!
 //! # Import and laziness
 //!
-//! [`import::load`] reads each `--cache-from` manifest and config (small documents, never a
+//! [`import::ImportedCache::load`] reads each `--cache-from` manifest and config (small documents, never a
 //! layer) into an [`import::ImportedCache`]. A problem with one — missing, unreachable,
 //! corrupt, another format or key version — is a warning naming the reference and the
 //! cause, and the build goes on without it.
@@ -56,6 +56,11 @@
 //!   blobs are downloaded and snapshots unpacked;
 //! - a COPY from another stage needs that stage's files to compute its key;
 //! - exporting the image needs the final image's blobs (not their snapshots).
+//!
+//! With a cache imported, base images are lazy as well: `FROM` resolves the image (manifest
+//! and config) and its layers come from its registry or OCI layout only when read
+//! ([`session::CacheSession::lazy_image`]), so the base of a stage whose steps all hit is
+//! never pulled.
 //!
 //! Imported records are not written into the local index when hit: the index only holds
 //! records whose blobs are all in the local store (`CacheIndex::put` checks that). At the
@@ -88,7 +93,7 @@ pub mod upload;
 
 pub use format::{CONFIG_MEDIA_TYPE, FormatError};
 pub use import::{CacheSource, ImportedCache};
-pub use session::{CacheSession, UsedRecords};
+pub use session::{CacheSession, LazyImage, UsedRecords};
 
 #[cfg(test)]
 mod tests;

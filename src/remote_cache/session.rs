@@ -16,7 +16,8 @@
 //!   ([`CacheSession::persist`]).
 
 use super::format::{CacheEntry, CopySourceDigest, copy_source_key};
-use super::import::ImportedCache;
+use super::import::{CacheSource, ImportedCache};
+use crate::image::Descriptor;
 use crate::ops::copy::SourceDigests;
 use crate::registry::RegistryClient;
 use crate::solver::progress::{Event, ProgressSink, StepReporter};
@@ -25,6 +26,7 @@ use indicatif::DecimalBytes;
 use kiln_cache::{CacheError, CacheKey, CacheRecord, Digest, LayerRef, Root, SnapshotId, now_secs};
 use kiln_frontend::graph::{CopyOp, StepId};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Why a lazy layer could not be made real.
@@ -72,12 +74,24 @@ impl UsedRecords {
     }
 }
 
+/// A base image whose layers are fetched only when something reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LazyImage {
+    /// The digest the reference resolved to (what its cache key covers).
+    pub digest: String,
+    pub layers: Vec<LayerRef>,
+    /// Where its blobs are: its registry repository or its OCI layout.
+    pub source: CacheSource,
+}
+
 /// What the engine holds of the remote cache for one build.
 pub struct CacheSession<'a> {
     root: &'a Root,
     client: &'a RegistryClient,
     progress: &'a dyn ProgressSink,
     imported: ImportedCache,
+    /// Blobs of lazy base images and where they are.
+    image_blobs: Mutex<HashMap<Digest, (Descriptor, CacheSource)>>,
     /// Whether some source still holds a blob, once checked.
     present: Mutex<HashMap<Digest, bool>>,
     /// One lock per blob being fetched.
@@ -99,6 +113,7 @@ impl<'a> CacheSession<'a> {
             client,
             progress,
             imported,
+            image_blobs: Mutex::default(),
             present: Mutex::default(),
             fetching: Mutex::default(),
             fetched: Mutex::default(),
@@ -189,21 +204,66 @@ impl<'a> CacheSession<'a> {
                 return None;
             }
         }
-        let snapshots = self.root.snapshots();
-        let layers = entry
-            .layers
-            .iter()
-            .map(|l| Layer {
-                diff_id: l.diff_id,
-                blob: l.blob,
-                size: l.size,
-                media_type: l.media_type.clone(),
-                snapshot: snapshots.path(&SnapshotId::of_layer(&l.diff_id)),
-                created: l.created.clone(),
-            })
-            .collect();
+        let layers = entry.layers.iter().map(|l| self.lazy_layer(l)).collect();
         self.used.push(UsedRecord { step, entry: entry.clone(), imported: true });
         Some(layers)
+    }
+
+    /// A base image's layers, lazy: their blobs are fetched from `image.source` when read.
+    pub fn lazy_image(&self, image: LazyImage) -> Vec<Layer> {
+        let blobs = self.root.blobs();
+        let mut image_blobs = self.image_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        for layer in image.layers.iter().filter(|l| !blobs.contains(&l.blob)) {
+            image_blobs.insert(layer.blob, (descriptor_of(layer), image.source.clone()));
+        }
+        drop(image_blobs);
+        image.layers.iter().map(|l| self.lazy_layer(l)).collect()
+    }
+
+    /// A layer whose snapshot is where it will be unpacked (see the module docs).
+    fn lazy_layer(&self, layer: &LayerRef) -> Layer {
+        Layer {
+            diff_id: layer.diff_id,
+            blob: layer.blob,
+            size: layer.size,
+            media_type: layer.media_type.clone(),
+            snapshot: self.root.snapshots().path(&SnapshotId::of_layer(&layer.diff_id)),
+            created: layer.created.clone(),
+        }
+    }
+
+    /// Every source known to hold `blob`: imported caches first, then base images.
+    fn sources_of(&self, blob: &Digest) -> Vec<CacheSource> {
+        let mut sources: Vec<CacheSource> =
+            self.imported.sources_of(blob).into_iter().cloned().collect();
+        let image_blobs = self.image_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, source)) = image_blobs.get(blob) {
+            sources.push(source.clone());
+        }
+        sources
+    }
+
+    /// The descriptor of a blob that some source holds.
+    pub fn descriptor(&self, blob: &Digest) -> Option<Descriptor> {
+        if let Some(descriptor) = self.imported.descriptor(blob) {
+            return Some(descriptor.clone());
+        }
+        let image_blobs = self.image_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        image_blobs.get(blob).map(|(descriptor, _)| descriptor.clone())
+    }
+
+    /// For each of `blobs` that a registry source holds, the references that hold it (for
+    /// cross-repository mounts).
+    pub fn registries_holding(&self, blobs: &[Descriptor]) -> super::upload::HeldBy {
+        let mut held_by = super::upload::HeldBy::new();
+        for blob in blobs {
+            for source in self.sources_of(&blob.digest) {
+                if let CacheSource::Registry(reference) = source {
+                    held_by.entry(blob.digest).or_default().push(reference);
+                }
+            }
+        }
+        held_by
     }
 
     /// Whether some source holds the blob (asked once per blob; a failure to ask is a
@@ -215,7 +275,7 @@ impl<'a> CacheSession<'a> {
             return *known;
         }
         let mut found = false;
-        for source in self.imported.sources_of(&layer.blob) {
+        for source in self.sources_of(&layer.blob) {
             match source.has_blob(self.client, &blob) {
                 Ok(true) => {
                     found = true;
@@ -273,10 +333,29 @@ impl<'a> CacheSession<'a> {
             missing.len(),
             DecimalBytes(total)
         ));
-        for blob in &missing {
-            self.fetch_blob(blob, report)?;
+        // As many at once as the registry client downloads in parallel; the first error wins.
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<SessionError>> = Mutex::new(None);
+        let workers = self.client.options().parallel_downloads.clamp(1, missing.len());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    while let Some(blob) = missing.get(next.fetch_add(1, Ordering::SeqCst)) {
+                        let failed = failure.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+                        if failed {
+                            return;
+                        }
+                        if let Err(err) = self.fetch_blob(blob, report) {
+                            failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(err);
+                        }
+                    }
+                });
+            }
+        });
+        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(err) => Err(err),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Puts the blob `digest` in the store, fetching it from a cache source that lists it
@@ -289,9 +368,8 @@ impl<'a> CacheSession<'a> {
         if self.root.blobs().contains(digest) {
             return Ok(());
         }
-        let blob =
-            self.imported.descriptor(digest).ok_or(SessionError::NoSource { blob: *digest })?;
-        self.fetch_blob(&blob.clone(), report)
+        let blob = self.descriptor(digest).ok_or(SessionError::NoSource { blob: *digest })?;
+        self.fetch_blob(&blob, report)
     }
 
     fn fetch_blob(
@@ -310,7 +388,7 @@ impl<'a> CacheSession<'a> {
         }
         let id = blob.digest.to_string();
         let mut last = None;
-        for source in self.imported.sources_of(&blob.digest) {
+        for source in self.sources_of(&blob.digest) {
             let progress = |done| report.bytes(&id, done, blob.size);
             match source.fetch_blob(self.client, blob, &blobs, &progress) {
                 Ok(()) => {

@@ -57,6 +57,17 @@ pub trait ImageProvider: Sync {
         platform: &Platform,
         report: &StepReporter<'_>,
     ) -> Result<(String, Vec<LayerRef>), String>;
+
+    /// Remote cache: like [`ImageProvider::layers`] without fetching anything, with where
+    /// the missing blobs can be had; `None` when the image cannot be had lazily (its blobs
+    /// are all in the store, or its origin cannot serve single blobs).
+    fn lazy_layers(
+        &self,
+        _reference: &str,
+        _platform: &Platform,
+    ) -> Result<Option<crate::remote_cache::LazyImage>, String> {
+        Ok(None)
+    }
 }
 
 /// A secret given with `--secret`.
@@ -225,6 +236,18 @@ impl Engine<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<StepOutput, BuildError> {
+        // remote cache: with a cache to hit, a base image's layers are fetched only when
+        // something reads them (a builder stage's base, for one, may never be).
+        if !self.remote_cache.imported().is_empty()
+            && let Some(image) =
+                self.images.lazy_layers(reference, platform).map_err(|e| self.fail(step, e))?
+        {
+            let key = key::image_key(&image.digest, platform);
+            return Ok(StepOutput::Rootfs(Rootfs {
+                key,
+                layers: self.remote_cache.lazy_image(image),
+            }));
+        }
         let report = StepReporter::new(self.progress, step.0 + 1);
         let (digest, refs) =
             self.images.layers(reference, platform, &report).map_err(|e| self.fail(step, e))?;
