@@ -4,7 +4,7 @@
 //! Invariants: a source that cannot be read — missing, unreachable, refused, corrupt, another
 //! format or key version — contributes nothing and is reported once through `warn`; bytes
 //! are checked against the digest that named them before they are parsed (the registry
-//! client and [`Layout`] do that), and the documents against each other ([`format`]).
+//! client and [`Layout`] do that), and the documents against each other ([`format`](mod@format)).
 //! When two sources hold the same key, the one given first wins; a blob may be fetched from
 //! any source that lists it.
 

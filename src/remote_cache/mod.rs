@@ -4,7 +4,7 @@
 //! # The cache artifact
 //!
 //! One OCI image manifest whose config maps cache keys to layer chains, and whose layers
-//! are every layer blob those chains name (see [`format`] for every field):
+//! are every layer blob those chains name (see [`format`](mod@format) for every field):
 //!
 //! ```text
 //! manifest  application/vnd.oci.image.manifest.v1+json
