@@ -7,8 +7,9 @@
 //! parent filesystem (RUN's rootfs, COPY's destination, WORKDIR's parent) down to its base —
 //! through the stages it is built `FROM`, but not into stages it only copies or mounts from.
 //!
-//! A build that used no record (everything was `--no-cache`… and still made records, so
-//! this only happens for builds with no cacheable step) exports nothing and says so.
+//! A build with no cacheable step (`FROM` alone) has no record to export: nothing is
+//! written, and the progress says so ("skipping cache export for empty result", BuildKit's
+//! words).
 
 use super::format::{self, Artifact, CacheEntry, CopySourceDigest, FormatError};
 use super::layout_writer::{self, LayoutWriteError};

@@ -3,7 +3,8 @@
 //! `--cache-to` exports).
 //!
 //! Lazy layers: a [`Layer`] whose blob is not in the store, or whose snapshot is not
-//! unpacked, is *lazy*. Its `snapshot` is the path the snapshot will have
+//! unpacked, is *lazy* — a remote hit's ([`CacheSession::lookup`]) or a base image's
+//! ([`CacheSession::lazy_image`]). Its `snapshot` is the path the snapshot will have
 //! ([`kiln_cache::Snapshots::path`]), so it can be handed on, compared and keyed like any
 //! other; [`CacheSession::materialize`] makes it real before anything reads the files.
 //!
