@@ -10,6 +10,7 @@ pub mod image;
 pub mod layer;
 pub mod ops;
 pub mod registry;
+pub mod remote_cache;
 pub mod sandbox;
 pub mod solver;
 pub mod userns;

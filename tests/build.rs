@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::build::{cached_steps, steps_run as step_names_run};
+use common::build::{cached_steps, image_line, steps_run as step_names_run};
 use common::busybox::push_busybox;
 use common::registry::TestRegistry;
 use common::tools;
@@ -88,12 +88,6 @@ impl Build {
         self.ok(&all);
         out
     }
-}
-
-/// The `image sha256:… (manifest sha256:…)` line a build ends with.
-fn image_line(log: &str) -> String {
-    let line = log.lines().rev().find(|l| l.starts_with("image sha256:"));
-    line.expect("the build printed its image").to_string()
 }
 
 #[test]

@@ -89,7 +89,9 @@ impl Snapshots {
         Snapshots { root }
     }
 
-    fn path(&self, id: &SnapshotId) -> PathBuf {
+    /// Where the snapshot `id` is, or will be once committed (it may not exist: use
+    /// [`Snapshots::get`] to find a committed one).
+    pub fn path(&self, id: &SnapshotId) -> PathBuf {
         self.root.paths().snapshots.join(&id.0)
     }
 

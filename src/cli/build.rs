@@ -49,6 +49,12 @@ pub struct BuildArgs {
     /// Do not use the cache when building (results are still recorded)
     #[arg(long)]
     no_cache: bool,
+    /// External cache source: REF, type=registry,ref=REF or type=local,src=DIR; repeatable
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
+    /// Cache export: type=registry,ref=REF or type=local,dest=DIR [,mode=min|max]; repeatable
+    #[arg(long = "cache-to")]
+    cache_to: Vec<String>,
     /// Secret to expose to RUN --mount=type=secret: id=ID[,src=PATH|,env=VAR]
     #[arg(long = "secret")]
     secrets: Vec<String>,
@@ -120,6 +126,17 @@ pub fn run(
     if args.iidfile.is_some() {
         crate::export::check_iidfile_outputs(&outputs)?;
     }
+    // remote cache: flags checked before any work.
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|spec| super::cache_spec::parse_cache_from(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|spec| super::cache_spec::parse_cache_to(spec))
+        .collect::<Result<Vec<_>, _>>()?;
     let mode = if args.quiet {
         ProgressMode::Quiet
     } else {
@@ -150,6 +167,12 @@ pub fn run(
     for warning in &graph.warnings {
         printer.emit(Event::Message { text: format!("WARNING: {}", warning.message) });
     }
+    // remote cache: --cache-from (ignored with --no-cache, as BuildKit does).
+    let imported = match args.no_cache {
+        true => crate::remote_cache::ImportedCache::default(),
+        false => super::build_cache::import(&cache_from, &client, &printer),
+    };
+    let remote_cache = crate::remote_cache::CacheSession::new(&root, &client, &printer, imported);
     let engine = Engine {
         root: &root,
         graph: &graph,
@@ -160,6 +183,7 @@ pub fn run(
             &root.path().join("stat-cache"),
         )?),
         cancel: &cancel,
+        remote_cache: &remote_cache,
     };
     let parallelism = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
     let results =
@@ -236,6 +260,8 @@ pub fn run(
         let timer = StepTimer::start(&printer, step, export_step_name(output));
         push_step.store(step, SeqCst);
         let exported = (|| {
+            // remote cache: layers of cache hits are fetched when an output needs them.
+            super::build_cache::fetch_layers(&remote_cache, &rootfs.layers, &printer, step)?;
             let options = output.image().cloned().unwrap_or_default();
             let output_names = if options.names.is_empty() {
                 names.clone()
@@ -272,6 +298,18 @@ pub fn run(
         image_id = Some((image.config_digest, image.manifest_digest));
         last = Some(response);
     }
+    // remote cache: --cache-to, after every output succeeded; then keep used records.
+    let first_cache_step = graph.steps.len() + 1 + outputs.len();
+    let uploader = crate::remote_cache::upload::Unavailable;
+    super::build_cache::export_all(
+        &cache_to,
+        &graph,
+        &remote_cache,
+        &uploader,
+        &printer,
+        first_cache_step,
+    )?;
+    super::build_cache::persist(&remote_cache, &printer);
     if let Some(response) = &last {
         if let Some(path) = &args.iidfile {
             crate::export::write_iidfile(path, response)?;

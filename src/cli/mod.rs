@@ -6,7 +6,9 @@
 //! 128 + its number.
 
 mod build;
+mod build_cache;
 mod cache;
+mod cache_spec;
 mod debug;
 mod debug_identity;
 mod debug_run;

@@ -277,7 +277,7 @@ fn parse_compression(value: &str) -> Result<Compression, SpecError> {
 }
 
 /// Go's `strconv.ParseBool`, which BuildKit uses for its boolean options.
-fn parse_bool(key: &'static str, value: &str) -> Result<bool, SpecError> {
+pub(crate) fn parse_bool(key: &'static str, value: &str) -> Result<bool, SpecError> {
     match value {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -288,7 +288,7 @@ fn parse_bool(key: &'static str, value: &str) -> Result<bool, SpecError> {
 }
 
 /// Splits one CSV record into fields with Go's `encoding/csv` rules (no lazy quotes).
-fn split_fields(spec: &str) -> Result<Vec<String>, SpecError> {
+pub(crate) fn split_fields(spec: &str) -> Result<Vec<String>, SpecError> {
     let csv_error = |reason| SpecError::Csv { spec: spec.to_owned(), reason };
     let mut fields = Vec::new();
     let mut chars = spec.chars().peekable();

@@ -6,6 +6,12 @@
 //! record; on a hit whose blobs are all present, reuse its layers (unpacking missing
 //! snapshots); otherwise execute the op, store its layer, and put the record. `--no-cache`
 //! skips the lookup but still records.
+//!
+//! Remote cache (`--cache-from`/`--cache-to`, see [`crate::remote_cache`]): a local miss
+//! falls back on the imported records, whose layers stay lazy until a step that executes
+//! reads them (every filesystem input of an executing step is materialized first, and a
+//! COPY's source before its key is computed); every record reused or made is noted for
+//! export.
 
 use super::cancel::{Cancel, Canceled};
 use super::fs_steps::{self, ContextFiles, Source};
@@ -51,6 +57,17 @@ pub trait ImageProvider: Sync {
         platform: &Platform,
         report: &StepReporter<'_>,
     ) -> Result<(String, Vec<LayerRef>), String>;
+
+    /// Remote cache: like [`ImageProvider::layers`] without fetching anything, with where
+    /// the missing blobs can be had; `None` when the image cannot be had lazily (its blobs
+    /// are all in the store, or its origin cannot serve single blobs).
+    fn lazy_layers(
+        &self,
+        _reference: &str,
+        _platform: &Platform,
+    ) -> Result<Option<crate::remote_cache::LazyImage>, String> {
+        Ok(None)
+    }
 }
 
 /// A secret given with `--secret`.
@@ -90,6 +107,8 @@ pub struct Engine<'a> {
     pub stat_cache: std::sync::Mutex<ops::context::StatCache>,
     /// Set by the CLI's signal watcher: kills running sandboxes, stops new steps.
     pub cancel: &'a Cancel,
+    /// remote cache: imported records, lazy layers and the log of records used.
+    pub remote_cache: &'a crate::remote_cache::CacheSession<'a>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,10 +144,47 @@ impl Engine<'_> {
         inputs.iter().find(|(i, _)| *i == id).map(|(_, o)| *o).expect("input finished")
     }
 
-    /// Looks the key up (unless `--no-cache`), else runs `make`, then records the result.
+    /// Makes every filesystem among `inputs` readable (remote cache: lazy layers fetched).
+    fn materialize(
+        &self,
+        step: StepId,
+        inputs: &[(StepId, &StepOutput)],
+    ) -> Result<(), BuildError> {
+        let report = StepReporter::new(self.progress, step.0 + 1);
+        for rootfs in inputs.iter().filter_map(|(_, output)| output.rootfs()) {
+            self.remote_cache.materialize(rootfs, &report).map_err(|e| self.fail(step, e))?;
+        }
+        Ok(())
+    }
+
+    /// The digest of the files a COPY selects, which its key covers. Remote cache: when the
+    /// source is a stage's filesystem, an imported digest for exactly its layers spares
+    /// downloading them; else they are materialized and read, and the digest noted.
+    fn copy_sources_digest(
+        &self,
+        step: StepId,
+        op: &kiln_frontend::graph::CopyOp,
+        source: &Source<'_>,
+    ) -> Result<crate::ops::copy::SourceDigests, BuildError> {
+        let Source::Rootfs(rootfs) = source else {
+            return fs_steps::sources_digest(op, source).map_err(|e| self.fail(step, e));
+        };
+        if let Some(known) = self.remote_cache.copy_source(step, op, rootfs) {
+            return Ok(known);
+        }
+        let report = StepReporter::new(self.progress, step.0 + 1);
+        self.remote_cache.materialize(rootfs, &report).map_err(|e| self.fail(step, e))?;
+        let digests = fs_steps::sources_digest(op, source).map_err(|e| self.fail(step, e))?;
+        self.remote_cache.note_copy_source(step, op, rootfs, &digests);
+        Ok(digests)
+    }
+
+    /// Looks the key up (unless `--no-cache`) locally, then in the imported remote cache;
+    /// else materializes the step's inputs, runs `make`, and records the result.
     fn cached(
         &self,
         step: StepId,
+        inputs: &[(StepId, &StepOutput)],
         key: CacheKey,
         parent: &[Layer],
         sources: Vec<SourceDigest>,
@@ -142,9 +198,17 @@ impl Engine<'_> {
                 load_layers(self.root, &record.layers).map_err(|e| self.fail(step, e))?
         {
             let _ = index.touch(&key);
+            self.remote_cache.note_local(step, &key, &record);
             self.progress.emit(Event::Cached { step: step.0 + 1 });
             return Ok(Rootfs { key, layers });
         }
+        if !self.options.no_cache
+            && let Some(layers) = self.remote_cache.lookup(step, &key)
+        {
+            self.progress.emit(Event::Cached { step: step.0 + 1 });
+            return Ok(Rootfs { key, layers });
+        }
+        self.materialize(step, inputs)?;
         let mut added = make().map_err(|e| self.fail(step, e))?;
         let made_at = crate::image::Timestamp::now().rfc3339();
         for layer in &mut added {
@@ -162,6 +226,7 @@ impl Engine<'_> {
             last_used: now,
         };
         index.put(&key, &record).map_err(|e| self.fail(step, e))?;
+        self.remote_cache.note_local(step, &key, &record);
         Ok(Rootfs { key, layers })
     }
 
@@ -171,6 +236,18 @@ impl Engine<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<StepOutput, BuildError> {
+        // remote cache: with a cache to hit, a base image's layers are fetched only when
+        // something reads them (a builder stage's base, for one, may never be).
+        if !self.remote_cache.imported().is_empty()
+            && let Some(image) =
+                self.images.lazy_layers(reference, platform).map_err(|e| self.fail(step, e))?
+        {
+            let key = key::image_key(&image.digest, platform);
+            return Ok(StepOutput::Rootfs(Rootfs {
+                key,
+                layers: self.remote_cache.lazy_image(image),
+            }));
+        }
         let report = StepReporter::new(self.progress, step.0 + 1);
         let (digest, refs) =
             self.images.layers(reference, platform, &report).map_err(|e| self.fail(step, e))?;
@@ -204,7 +281,7 @@ impl Engine<'_> {
             })
             .collect::<Result<_, _>>()?;
         let key = key::run_key(op, &parent.key, &mount_keys);
-        let rootfs = self.cached(step, key, &parent.layers, Vec::new(), || {
+        let rootfs = self.cached(step, inputs, key, &parent.layers, Vec::new(), || {
             let user = fs_steps::resolve_user(parent, op.user.as_deref())?;
             let mut env = op.env.clone();
             env.extend(op.proxy_env.iter().cloned());
@@ -489,8 +566,7 @@ impl StepRunner<StepOutput> for Engine<'_> {
                     }
                     kiln_frontend::graph::CopySourceRef::None => Source::None,
                 };
-                let digests =
-                    fs_steps::sources_digest(op, &source).map_err(|e| self.fail(step, e))?;
+                let digests = self.copy_sources_digest(step, op, &source)?;
                 let sources: Vec<SourceDigest> = digests
                     .per_source
                     .into_iter()
@@ -519,20 +595,27 @@ impl StepRunner<StepOutput> for Engine<'_> {
                     });
                 if independent {
                     let layer_key = key::copy_key(op, &key::scratch_key(), &digest);
-                    let linked = self.cached(step, layer_key, &[], sources, make)?;
+                    let linked = self.cached(step, inputs, layer_key, &[], sources, make)?;
                     let mut layers = parent.layers.clone();
                     layers.extend(linked.layers);
                     let key = key::link_key(&parent.key, &linked.key);
                     StepOutput::Rootfs(Rootfs { key, layers })
                 } else {
                     let key = key::copy_key(op, &parent.key, &digest);
-                    StepOutput::Rootfs(self.cached(step, key, &parent.layers, sources, make)?)
+                    StepOutput::Rootfs(self.cached(
+                        step,
+                        inputs,
+                        key,
+                        &parent.layers,
+                        sources,
+                        make,
+                    )?)
                 }
             }
             Op::Mkdir { parent, path, mode, user } => {
                 let parent = self.rootfs_of(inputs, *parent);
                 let key = key::mkdir_key(&parent.key, path, *mode, user.as_deref());
-                let rootfs = self.cached(step, key, &parent.layers, Vec::new(), || {
+                let rootfs = self.cached(step, inputs, key, &parent.layers, Vec::new(), || {
                     fs_steps::mkdir(
                         self.root,
                         parent,

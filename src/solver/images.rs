@@ -15,6 +15,7 @@ use crate::registry::client::RegistryClient;
 use crate::registry::image_config::ImageConfig as ConfigFile;
 use crate::registry::manifest::Descriptor;
 use crate::registry::reference::Reference;
+use crate::remote_cache::{CacheSource, LazyImage};
 use indicatif::DecimalBytes;
 use kiln_cache::{Digest, LayerRef, Root};
 use kiln_frontend::graph::{Healthcheck, ImageConfig};
@@ -269,29 +270,55 @@ impl ImageProvider for Images<'_> {
                 }
             }
         }
-        let diff_ids = &image.config.rootfs.diff_ids;
-        if diff_ids.len() != image.layers.len() {
-            return Err(format!(
-                "image {}: {} layers but {} diff_ids",
-                image.pinned,
-                image.layers.len(),
-                diff_ids.len()
-            ));
-        }
-        let refs = image
-            .layers
-            .iter()
-            .zip(diff_ids)
-            .map(|(d, diff_id)| {
-                Ok(LayerRef {
-                    diff_id: Digest::parse(&diff_id.to_string()).map_err(|e| e.to_string())?,
-                    blob: Digest::parse(&d.digest.to_string()).map_err(|e| e.to_string())?,
-                    media_type: d.media_type.clone(),
-                    size: d.size,
-                    created: None,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok((image.manifest_digest.clone(), refs))
+        Ok((image.manifest_digest.clone(), layer_refs(&image)?))
     }
+
+    fn lazy_layers(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Option<LazyImage>, String> {
+        let image = self.resolve_image(reference, platform)?;
+        let source = match &image.origin {
+            Origin::Store => return Ok(None),
+            Origin::Registry(reference) => CacheSource::Registry(reference.clone()),
+            Origin::Layout(layout) => CacheSource::Local(LayoutLocation {
+                dir: layout.dir().to_path_buf(),
+                tag: "latest".into(),
+                digest: None,
+            }),
+        };
+        Ok(Some(LazyImage {
+            digest: image.manifest_digest.clone(),
+            layers: layer_refs(&image)?,
+            source,
+        }))
+    }
+}
+
+/// The layers of a resolved image as the store records them.
+fn layer_refs(image: &BaseImage) -> Result<Vec<LayerRef>, String> {
+    let diff_ids = &image.config.rootfs.diff_ids;
+    if diff_ids.len() != image.layers.len() {
+        return Err(format!(
+            "image {}: {} layers but {} diff_ids",
+            image.pinned,
+            image.layers.len(),
+            diff_ids.len()
+        ));
+    }
+    image
+        .layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(d, diff_id)| {
+            Ok(LayerRef {
+                diff_id: Digest::parse(&diff_id.to_string()).map_err(|e| e.to_string())?,
+                blob: Digest::parse(&d.digest.to_string()).map_err(|e| e.to_string())?,
+                media_type: d.media_type.clone(),
+                size: d.size,
+                created: None,
+            })
+        })
+        .collect()
 }

@@ -185,6 +185,11 @@ impl<'a> StepReporter<'a> {
         self.sink.emit(Event::Note { step: self.step, text });
     }
 
+    /// Where the reports go, and the step they are about (for code that emits its own events).
+    pub fn target(&self) -> (&'a dyn ProgressSink, usize) {
+        (self.sink, self.step)
+    }
+
     /// `current` of `total` bytes of the transfer `id` (a blob digest) are done.
     pub fn bytes(&self, id: &str, current: u64, total: u64) {
         self.sink.emit(Event::Progress { step: self.step, id: id.to_string(), current, total });

@@ -1,8 +1,11 @@
 //! What a step produces: a root filesystem as a chain of layers, each with its blob in the
 //! store and its unpacked snapshot on disk.
 //!
-//! Invariant: for every [`Layer`] of a [`Rootfs`] handed to another step, the blob is in the
-//! blob store and `snapshot` is a committed snapshot directory (overlay lower format).
+//! Invariant: for every [`Layer`] of a [`Rootfs`] handed to another step, either the blob is
+//! in the blob store and `snapshot` is a committed snapshot directory (overlay lower format),
+//! or the layer is *lazy* (a hit in an imported remote cache): `snapshot` is the path its
+//! snapshot will have and the blob can be fetched from a cache source. Whatever reads a
+//! rootfs' files materializes it first (`remote_cache::CacheSession::materialize`).
 
 use crate::layer::{ApplyMode, ApplyOptions, apply_layer};
 use kiln_cache::{CacheKey, Digest, LayerRef, Root, SnapshotId};

@@ -362,6 +362,12 @@ pub fn output_lines(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `image sha256:… (manifest sha256:…)` line a build ends with.
+pub fn image_line(log: &str) -> String {
+    let line = log.lines().rev().find(|l| l.starts_with("image sha256:"));
+    line.expect("the build printed its image").to_string()
+}
+
 /// How many steps the log reports as `CACHED`.
 pub fn cached_steps(log: &str) -> usize {
     log.lines().filter(|l| l.ends_with(" CACHED")).count()
