@@ -124,13 +124,12 @@ fn local_round_trip_reuses_every_step_and_gives_the_same_image() {
     );
 }
 
-/// Writes a cache with `type=local` and pushes it with skopeo (kiln's own push is not
-/// needed for the import side); returns the reference.
+/// Builds with `--cache-to type=registry,ref=REGISTRY/NAME:cache,mode=MODE`; returns the
+/// reference.
 fn push_cache(build: &Build, registry: &str, name: &str, mode: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    export_to(build, dir.path(), mode);
     let reference = format!("{registry}/{name}:cache");
-    common::skopeo::copy(dir.path(), "latest", &reference, &Default::default());
+    let log = build.ok(&["--cache-to", &format!("type=registry,ref={reference},mode={mode}")]);
+    assert!(log.contains("exporting cache to registry"), "{log}");
     reference
 }
 
@@ -143,6 +142,10 @@ fn registry_round_trip_reuses_every_step_and_gives_the_same_image() {
     let first = context(MULTI_STAGE, &FILES);
     let reference = push_cache(&first, &registry.host, "round-trip", "max");
     let original = first.ok(&[]);
+    // Other tools see an OCI artifact.
+    let raw = common::skopeo::inspect_raw(&reference, None);
+    let manifest: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(manifest["artifactType"], "application/vnd.kiln.cache.v1");
 
     let second = context(MULTI_STAGE, &FILES);
     let hit = second.ok(&["--cache-from", &format!("type=registry,ref={reference}")]);
@@ -423,4 +426,50 @@ fn a_builder_stage_base_image_is_never_pulled_when_its_steps_are_cached() {
     assert_eq!(steps_run(&log), Vec::<String>::new(), "{log}");
     assert!(!has_blob(second.root.path(), base_digest), "the builder's base was pulled: {log}");
     assert!(has_blob(second.root.path(), &top_layer(cache.path(), "COPY --from=builder")));
+}
+
+#[test]
+fn registry_export_round_trip_and_lazy_layers_are_mounted_not_downloaded() {
+    if !ready() {
+        return;
+    }
+    let registry = TestRegistry::shared();
+    let reference = format!("{}/pushed/cache:main", registry.host);
+    let first = context(MULTI_STAGE, &FILES);
+    let log = first.ok(&["--cache-to", &format!("type=registry,ref={reference},mode=max")]);
+    assert!(log.contains("exporting cache to registry"), "{log}");
+
+    // A fresh root reuses every step through the registry, and gives the same image.
+    let proxy = FaultProxy::start(&registry.host, vec![]);
+    let through_proxy = reference.replace(&registry.host, &proxy.host);
+    let second = context(MULTI_STAGE, &FILES);
+    let other = format!("{}/pushed/other:main", proxy.host);
+    let hit = second.ok(&[
+        "--cache-from",
+        &through_proxy,
+        "-o",
+        "type=tar,dest=/dev/null",
+        "--cache-to",
+        &format!("type=registry,ref={other},mode=max"),
+    ]);
+    assert_eq!(steps_run(&hit), Vec::<String>::new(), "{hit}");
+    // The builder's layers were never downloaded: the export mounted them from the cache's
+    // repository instead.
+    let cache = tempfile::tempdir().unwrap();
+    export_to(&first, cache.path(), "max");
+    let builder_layer = top_layer(cache.path(), "RUN tr a-z");
+    let requests = proxy.requests();
+    assert!(
+        !requests.iter().any(|r| r.starts_with("GET") && r.contains(&builder_layer)),
+        "{requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST") && r.contains(&builder_layer.replace(':', "%3A"))),
+        "{requests:#?}"
+    );
+    let third = context(MULTI_STAGE, &FILES);
+    let again = third.ok(&["--cache-from", &other]);
+    assert_eq!(steps_run(&again), Vec::<String>::new(), "the re-exported cache is whole: {again}");
 }

@@ -300,7 +300,11 @@ pub fn run(
     }
     // remote cache: --cache-to, after every output succeeded; then keep used records.
     let first_cache_step = graph.steps.len() + 1 + outputs.len();
-    let uploader = crate::remote_cache::upload::Unavailable;
+    let report_cache_push = |step, event: crate::registry::push::PushEvent<'_>| {
+        super::push::report_push(&printer, step, event)
+    };
+    let uploader = crate::remote_cache::registry_upload::RegistryCacheUploader::new(&client)
+        .progress(&report_cache_push);
     super::build_cache::export_all(
         &cache_to,
         &graph,

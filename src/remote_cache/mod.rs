@@ -74,8 +74,9 @@
 //! `mode=max` exports all of them; `mode=min` (the default, as in BuildKit) only those of
 //! the steps whose layers make up the final image ([`export::select`]). Blobs not in the
 //! local store (lazy hits) are downloaded from their source for a local export; a registry
-//! export goes through the [`upload::CacheUploader`] seam, which checks what the target
-//! repository already holds before asking for bytes.
+//! export goes through the [`upload::CacheUploader`] seam ([`registry_upload`] over kiln's
+//! push), which checks what the target repository already holds, and mounts what a
+//! repository of the same registry holds, before asking for bytes.
 //!
 //! # Portability
 //!
@@ -88,6 +89,7 @@ pub mod fetch;
 pub mod format;
 pub mod import;
 pub mod layout_writer;
+pub mod registry_upload;
 pub mod session;
 pub mod upload;
 

@@ -1,5 +1,5 @@
 //! The seam between `--cache-to type=registry` and the registry client: a cache artifact is
-//! handed to a [`CacheUploader`], which kiln's push code implements.
+//! handed to a [`CacheUploader`]; [`super::registry_upload`] implements it with kiln's push.
 //!
 //! Contract for implementations: every layer blob and the config go into the target's
 //! repository first — a blob the repository already holds (or can mount from a repository
@@ -36,20 +36,4 @@ pub trait CacheUploader: Sync {
         held_by: &HeldBy,
         report: &StepReporter<'_>,
     ) -> Result<(), UploadError>;
-}
-
-/// The uploader of a kiln built without registry pushing: it refuses.
-pub struct Unavailable;
-
-impl CacheUploader for Unavailable {
-    fn upload(
-        &self,
-        _: &Reference,
-        _: &Artifact,
-        _: &dyn BlobSource,
-        _: &HeldBy,
-        _: &StepReporter<'_>,
-    ) -> Result<(), UploadError> {
-        Err("pushing to registries is not available in this kiln yet (use type=local)".into())
-    }
 }
