@@ -163,7 +163,9 @@ pub fn mount_rootfs(
             return Err(WireError::mount("overlay", "/", errno));
         }
         warnings.push(format!(
-            "overlay rootfs unavailable ({}), using a copy",
+            "overlay rootfs unavailable ({}): RUN works on a copy of its rootfs, which is \
+             slower; overlay needs Linux 6.5 or later and a state root (--root) on a \
+             filesystem such as ext4, xfs or tmpfs, not on overlayfs",
             std::io::Error::from(errno)
         ));
     }
