@@ -6,7 +6,8 @@
 //! root usually is), the sandbox runs the command in a merged copy of the parent's snapshots
 //! instead; the layer is then the walk diff of that copy against a second, untouched merge,
 //! and its snapshot is unpacked from the written layer like a pulled one. Slower (two copies
-//! of the parent's files per RUN), same layer.
+//! of the parent's files per RUN); the layer holds the same changes, but not the directories
+//! an overlay upper has only because overlayfs copied them up (for a mount stub, say).
 //!
 //! Invariants: the layer never contains a mount stub (a mount target the sandbox created,
 //! `/etc/hosts` or a RUN mount's) that is still empty after the run; a failing command
