@@ -5,27 +5,8 @@
 
 mod common;
 
-use common::build::{Build, kiln, ready};
-use std::process::{Command, Output, Stdio};
-
-/// `kiln --root ROOT build ARGS CONTEXT` with stdout and stderr to pipes, no terminal.
-fn build_without_terminal(build: &Build, args: &[&str]) -> Output {
-    let output = Command::new(kiln())
-        .arg("--root")
-        .arg(build.root.path())
-        .arg("build")
-        .args(args)
-        .arg(build.context.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kiln");
-    eprintln!(
-        "kiln build {args:?}: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+use common::build::{Build, ready};
+use std::process::Output;
 
 /// Asserts that kiln wrote no escape sequence and no carriage return, on either stream.
 #[track_caller]
@@ -54,16 +35,16 @@ fn without_a_terminal_auto_and_tty_progress_are_plain() {
     }
     let build =
         Build::new("FROM {{base}}\nRUN echo one && echo two >&2\nRUN printf 'no newline'\n");
+    // The last, `--no-cache`, runs every RUN again: its log has their output.
+    let mut log = String::new();
     for args in [&[][..], &["--progress", "auto"], &["--progress", "tty"], &["--no-cache"]] {
-        let output = build_without_terminal(&build, args);
+        let output = build.run_bare(args);
         assert!(output.status.success(), "{args:?}");
         assert_no_terminal_codes(&output);
-        let log = String::from_utf8_lossy(&output.stderr);
+        log = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(plain_shape(&log), "{args:?} gives plain progress: {log}");
         assert!(log.lines().any(|line| line.starts_with("#1 [1/3] FROM ")), "{log}");
     }
-    let log = String::from_utf8_lossy(&build_without_terminal(&build, &["--no-cache"]).stderr)
-        .into_owned();
     for line in ["one", "two", "no newline"] {
         assert!(common::build::printed(&log, line), "{line:?} in {log}");
     }
@@ -75,7 +56,7 @@ fn a_failed_build_exits_1_with_the_dockerfile_error_last() {
         return;
     }
     let build = Build::new("FROM {{base}}\nRUN echo before\nRUN echo failing >&2 && exit 3\n");
-    let output = build_without_terminal(&build, &["--progress", "plain"]);
+    let output = build.run_bare(&["--progress", "plain"]);
     assert_eq!(output.status.code(), Some(1));
     assert_no_terminal_codes(&output);
     let log = String::from_utf8_lossy(&output.stderr);
@@ -107,8 +88,7 @@ fn a_failed_push_exits_1_with_its_error_last() {
         return;
     }
     let build = Build::new("FROM {{base}}\nRUN echo hi > /f\n");
-    let output =
-        build_without_terminal(&build, &["--progress", "plain", "--push", "-t", "127.0.0.1:1/x:1"]);
+    let output = build.run_bare(&["--progress", "plain", "--push", "-t", "127.0.0.1:1/x:1"]);
     assert_eq!(output.status.code(), Some(1));
     assert_no_terminal_codes(&output);
     let log = String::from_utf8_lossy(&output.stderr);
