@@ -11,6 +11,10 @@
 //! - with `seccomp=unconfined`, `/proc` unmasked and `newuidmap`/`newgidmap` holding file
 //!   capabilities, a multi-stage build with RUN steps (chown to subordinate ids, USER) is
 //!   pushed under two tags and `--metadata-file` records the digest the registry has;
+//! - the same as root of a container that has a user namespace of its own (65536 ids, as a
+//!   Kubernetes pod with `hostUsers: false` gets): no `newuidmap` needed;
+//! - the same in a `--privileged` container as uid 1000 (what Kubernetes without user
+//!   namespaces offers to unmask `/proc`), with the host's setuid `newuidmap`;
 //! - with the state root on overlayfs (a container's own root filesystem usually is), RUN
 //!   falls back to a copy of its rootfs, says so, and gives the same image content;
 //! - with the default, masked `/proc`, the build fails (exit 1) naming the setting to change;
@@ -30,6 +34,8 @@ use std::process::{Command, Output};
 
 const BUILDER_UID: u32 = 1000;
 const SUBORDINATE_START: u32 = 300000;
+/// The host ids of a container with a user namespace: its 0..65536 are these.
+const USERNS_HOST_START: u32 = 500000;
 
 const TOOLS: &[&str] = &[
     "podman",
@@ -64,7 +70,6 @@ LABEL org.kiln.test=ci-container
 struct Container {
     dir: tempfile::TempDir,
     registry: TestRegistry,
-    base: String,
     /// Overlay mounts made for the container, unmounted on drop.
     mounts: Vec<PathBuf>,
 }
@@ -78,14 +83,33 @@ struct Setup {
     file_capabilities: bool,
     /// The state root on an overlayfs mounted at `/state`.
     state_on_overlayfs: bool,
+    /// kiln runs as root of a container with its own user namespace (host ids
+    /// [`USERNS_HOST_START`]..+65536), not as uid 1000 of a container without one.
+    root_in_user_namespace: bool,
+    /// `--privileged` (which also unmasks `/proc`).
+    privileged: bool,
 }
 
-const WORKING: Setup =
-    Setup { unmasked_proc: true, file_capabilities: true, state_on_overlayfs: false };
+const WORKING: Setup = Setup {
+    unmasked_proc: true,
+    file_capabilities: true,
+    state_on_overlayfs: false,
+    root_in_user_namespace: false,
+    privileged: false,
+};
+
+impl Setup {
+    /// The host uid (and gid) that owns the container's writable directories.
+    fn owner(&self) -> u32 {
+        if self.root_in_user_namespace { USERNS_HOST_START } else { BUILDER_UID }
+    }
+}
 
 impl Container {
-    fn new() -> Container {
+    fn new(setup: Setup) -> Container {
         let dir = tempfile::tempdir().unwrap();
+        // Open to the ids of a container with a user namespace, which are not root here.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let registry = TestRegistry::plain();
         let base = busybox::push_busybox(&registry, "ci/busybox", "1", &Default::default());
         let rootfs = dir.path().join("rootfs");
@@ -111,11 +135,18 @@ impl Container {
         )
         .unwrap();
         fs::write(etc.join("group"), format!("root:x:0:\nbuilder:x:{BUILDER_UID}:\n")).unwrap();
+        // Targets podman mounts files on: made here, as a container root in a user namespace
+        // could not create them in this root-owned tree.
+        for target in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "run/.containerenv"] {
+            fs::write(rootfs.join(target), "").unwrap();
+        }
+        fs::create_dir_all(rootfs.join("opt/kiln")).unwrap();
+        fs::write(rootfs.join("opt/kiln/kiln"), "").unwrap();
         for file in ["subuid", "subgid"] {
             fs::write(etc.join(file), format!("builder:{SUBORDINATE_START}:65536\n")).unwrap();
         }
         for owned in ["home/builder", "work", "work/ctx", "state"] {
-            chown(rootfs.join(owned), Some(BUILDER_UID), Some(BUILDER_UID)).unwrap();
+            chown(rootfs.join(owned), Some(setup.owner()), Some(setup.owner())).unwrap();
         }
         let context = rootfs.join("work/ctx");
         fs::write(context.join("Dockerfile"), DOCKERFILE.replace("{{base}}", &base.reference))
@@ -129,7 +160,7 @@ impl Container {
             fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
             tools::stdout_of(Command::new("setcap").arg(capability).arg(&copy));
         }
-        Container { dir, registry, base: base.reference, mounts: Vec::new() }
+        Container { dir, registry, mounts: Vec::new() }
     }
 
     fn rootfs(&self) -> PathBuf {
@@ -137,7 +168,7 @@ impl Container {
     }
 
     /// An overlayfs (over an empty lower) for the container's `/state`.
-    fn overlay_state(&mut self) -> PathBuf {
+    fn overlay_state(&mut self, owner: u32) -> PathBuf {
         let base = self.dir.path().join("state-overlay");
         let [lower, upper, work, merged] =
             ["lower", "upper", "work", "merged"].map(|name| base.join(name));
@@ -154,11 +185,12 @@ impl Container {
             Command::new("mount").args(["-t", "overlay", "overlay", "-o", &options]).arg(&merged),
         );
         self.mounts.push(merged.clone());
-        chown(&merged, Some(BUILDER_UID), Some(BUILDER_UID)).unwrap();
+        chown(&merged, Some(owner), Some(owner)).unwrap();
         merged
     }
 
-    /// `kiln ARGS` as uid 1000 in a fresh container, from `/work`.
+    /// `kiln ARGS` in a fresh container (as uid 1000, or root in a user namespace), from
+    /// `/work`.
     fn kiln(&mut self, setup: Setup, args: &[&str]) -> Output {
         let store = self.dir.path().join("podman");
         let kiln = PathBuf::from(env!("CARGO_BIN_EXE_kiln"));
@@ -174,8 +206,6 @@ impl Container {
             "apparmor=unconfined",
             "--security-opt",
             "label=disable",
-            "--user",
-            &format!("{BUILDER_UID}:{BUILDER_UID}"),
             "--env",
             "HOME=/home/builder",
             "--env",
@@ -192,8 +222,17 @@ impl Container {
                 command.arg("--volume").arg(format!("{}:/{name}:ro", host.display()));
             }
         }
+        if setup.root_in_user_namespace {
+            let map = format!("0:{USERNS_HOST_START}:65536");
+            command.args(["--user", "0:0", "--uidmap", &map, "--gidmap", &map]);
+        } else {
+            command.args(["--user", &format!("{BUILDER_UID}:{BUILDER_UID}")]);
+        }
         if setup.unmasked_proc {
             command.args(["--security-opt", "unmask=ALL"]);
+        }
+        if setup.privileged {
+            command.arg("--privileged");
         }
         if setup.file_capabilities {
             let caps = self.dir.path().join("caps");
@@ -207,7 +246,7 @@ impl Container {
             }
         }
         if setup.state_on_overlayfs {
-            let state = self.overlay_state();
+            let state = self.overlay_state(setup.owner());
             command.arg("--volume").arg(format!("{}:/state", state.display()));
         }
         command.arg("--rootfs").arg(self.rootfs()).arg("kiln").args(args);
@@ -225,11 +264,9 @@ impl Container {
     fn build_and_push(&mut self, setup: Setup, repository: &str) -> String {
         let image = format!("{}/{repository}", self.registry.host);
         let (tag, latest) = (format!("{image}:1"), format!("{image}:latest"));
-        let mut args = Vec::new();
-        if setup.state_on_overlayfs {
-            args.extend(["--root", "/state"]);
-        }
-        args.extend([
+        let args = [
+            "--root",
+            "/state",
             "build",
             "--progress",
             "plain",
@@ -241,7 +278,7 @@ impl Container {
             "--metadata-file",
             "meta.json",
             "ctx",
-        ]);
+        ];
         let output = self.kiln(setup, &args);
         let log = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "the build in the container failed:\n{log}");
@@ -296,32 +333,46 @@ impl Drop for Container {
     }
 }
 
+/// Builds and pushes in a fresh container set up as `setup`, if the tests can run here;
+/// returns the progress log.
+fn build_and_push_in_container(setup: Setup) -> Option<String> {
+    ready().then(|| Container::new(setup).build_and_push(setup, "ci/app"))
+}
+
 #[test]
 fn an_unprivileged_user_in_a_container_builds_and_pushes() {
-    if !ready() {
-        return;
+    if let Some(log) = build_and_push_in_container(WORKING) {
+        assert!(!log.contains("warning:"), "no fallback where overlay works: {log}");
     }
-    let mut container = Container::new();
-    let log = container.build_and_push(WORKING, "ci/app");
-    assert!(!log.contains("warning:"), "no fallback where overlay works: {log}");
-    assert!(log.contains(&container.base), "{log}");
+}
+
+#[test]
+fn root_of_a_container_with_its_own_user_namespace_builds_and_pushes() {
+    let setup = Setup { root_in_user_namespace: true, file_capabilities: false, ..WORKING };
+    if let Some(log) = build_and_push_in_container(setup) {
+        assert!(!log.contains("warning:"), "no fallback where overlay works: {log}");
+    }
+}
+
+#[test]
+fn a_privileged_container_builds_and_pushes_as_uid_1000_with_setuid_newuidmap() {
+    let setup =
+        Setup { privileged: true, unmasked_proc: false, file_capabilities: false, ..WORKING };
+    build_and_push_in_container(setup);
 }
 
 #[test]
 fn with_the_state_root_on_overlayfs_run_works_on_a_copy() {
-    if !ready() {
-        return;
+    if let Some(log) = build_and_push_in_container(Setup { state_on_overlayfs: true, ..WORKING }) {
+        assert!(log.contains("warning: overlay rootfs unavailable"), "the fallback is told: {log}");
     }
-    let mut container = Container::new();
-    let setup = Setup { state_on_overlayfs: true, ..WORKING };
-    let log = container.build_and_push(setup, "ci/copied");
-    assert!(log.contains("warning: overlay rootfs unavailable"), "the fallback is told: {log}");
 }
 
 /// `kiln build --progress plain ctx` in a fresh container set up as `setup`, if the tests can
 /// run here.
 fn build_in_container(setup: Setup) -> Option<Output> {
-    ready().then(|| Container::new().kiln(setup, &["build", "--progress", "plain", "ctx"]))
+    let args = ["--root", "/state", "build", "--progress", "plain", "ctx"];
+    ready().then(|| Container::new(setup).kiln(setup, &args))
 }
 
 #[test]
