@@ -53,11 +53,13 @@ fn ready() -> bool {
     tools::root_and_available("the CI container tests", TOOLS)
 }
 
-/// A multi-stage build whose RUN steps need the full id range: a chown to ids only a
-/// subordinate range has, and a USER that is not root.
+/// A multi-stage build whose RUN steps need the full id range (a chown to ids only a
+/// subordinate range has, a USER that is not root) and a writable bind mount (an overlay of
+/// its own).
 const DOCKERFILE: &str = "\
 FROM {{base}} AS build
 RUN mkdir -p /out && echo built-in-ci > /out/message && chown -R 1234:5678 /out
+RUN --mount=type=bind,target=/ctx,rw touch /ctx/scratch && test -f /ctx/Dockerfile
 FROM {{base}}
 COPY --from=build /out/ /app/
 RUN test \"$(stat -c %u:%g /app/message)\" = 1234:5678 && mkdir /data && chown 65534:65534 /data
@@ -365,6 +367,7 @@ fn a_privileged_container_builds_and_pushes_as_uid_1000_with_setuid_newuidmap() 
 fn with_the_state_root_on_overlayfs_run_works_on_a_copy() {
     if let Some(log) = build_and_push_in_container(Setup { state_on_overlayfs: true, ..WORKING }) {
         assert!(log.contains("warning: overlay rootfs unavailable"), "the fallback is told: {log}");
+        assert!(log.contains("warning: writable bind mount on /ctx: overlay unavailable"), "{log}");
     }
 }
 

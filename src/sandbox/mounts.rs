@@ -297,11 +297,23 @@ impl Mounter<'_> {
                 let target = self.target(target, kind)?;
                 mount_api::bind(source, target.as_fd(), *readonly)?;
             }
-            MountStep::Overlay { lower, upper, work, target, userxattr } => {
-                let target = self.target(target, TargetKind::Dir)?;
-                let mnt =
-                    super::rootfs::overlay(std::slice::from_ref(lower), upper, work, *userxattr)?;
-                mount_api::attach(&mnt, target.as_fd())?;
+            MountStep::Overlay { lower, upper, work, target: path, userxattr } => {
+                let target = self.target(path, TargetKind::Dir)?;
+                let overlaid =
+                    super::rootfs::overlay(std::slice::from_ref(lower), upper, work, *userxattr)
+                        .and_then(|mnt| mount_api::attach(&mnt, target.as_fd()));
+                if let Err(errno) = overlaid {
+                    // Where overlayfs refuses the scratch directory's filesystem, as it does
+                    // the rootfs's: the writes are thrown away either way, so a copy will do.
+                    let copy = work.join("copy");
+                    super::copy::copy_merged(std::slice::from_ref(lower), &copy)
+                        .map_err(StepError::Wire)?;
+                    mount_api::bind(&copy, target.as_fd(), false)?;
+                    self.warnings.push(format!(
+                        "writable bind mount on {path}: overlay unavailable ({}), using a copy",
+                        std::io::Error::from(errno)
+                    ));
+                }
             }
             MountStep::Tmpfs { target, size, mode } => {
                 let target = self.target(target, TargetKind::Dir)?;
