@@ -2,6 +2,13 @@
 //! directory becomes the new layer (written as a deterministic tar) and that layer's
 //! snapshot.
 //!
+//! Where overlayfs refuses the state root's filesystem (an overlayfs itself, as a container's
+//! root usually is), the sandbox runs the command in a merged copy of the parent's snapshots
+//! instead; the layer is then the walk diff of that copy against a second, untouched merge,
+//! and its snapshot is unpacked from the written layer like a pulled one. Slower (two copies
+//! of the parent's files per RUN); the layer holds the same changes, but not the directories
+//! an overlay upper has only because overlayfs copied them up (for a mount stub, say).
+//!
 //! Invariants: the layer never contains a mount stub (a mount target the sandbox created,
 //! `/etc/hosts` or a RUN mount's) that is still empty after the run; a failing command
 //! leaves no blob, record or snapshot behind (its scratch directory is removed); secrets
@@ -14,8 +21,8 @@ use crate::sandbox::{
     Sandbox, SandboxError, SandboxSpec, Stream,
 };
 use crate::solver::cancel::Cancel;
-use crate::solver::rootfs::{Layer, Rootfs};
-use kiln_cache::{Digest, Root, SnapshotId};
+use crate::solver::rootfs::{Layer, Rootfs, ensure_snapshot};
+use kiln_cache::{Digest, LayerRef, Root, SnapshotId};
 use std::path::{Path, PathBuf};
 
 /// Everything one RUN needs, resolved by the engine.
@@ -45,8 +52,6 @@ pub enum RunError {
     Signaled { command: String, signal: i32 },
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    #[error("RUN ran in a copied root (overlay unavailable), which kiln cannot diff yet")]
-    CopyModeUnsupported,
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("writing the layer: {0}")]
@@ -61,10 +66,13 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunErro
 }
 
 /// Runs the command and returns the layer it made (already stored, with its snapshot).
+/// The sandbox's warnings (a fallback it took, a mount it had to leave out) go to
+/// `on_warning`.
 pub fn run(
     root: &Root,
     request: RunRequest<'_>,
     on_output: &mut dyn FnMut(Stream, &[u8]),
+    on_warning: &mut dyn FnMut(String),
 ) -> Result<Layer, RunError> {
     let scratch_parent = root.work_dir().map_err(|e| RunError::Store(e.to_string()))?;
     let scratch = tempfile::Builder::new()
@@ -96,7 +104,12 @@ pub fn run(
     }
     let command = request.argv.join(" ");
     let spec = SandboxSpec {
-        rootfs: RootfsSpec { lowers, upper: upper.clone(), work, mode: RootfsModeRequest::Auto },
+        rootfs: RootfsSpec {
+            lowers: lowers.clone(),
+            upper: upper.clone(),
+            work,
+            mode: RootfsModeRequest::Auto,
+        },
         process: ProcessSpec {
             argv: request.argv,
             env: request.env,
@@ -115,13 +128,11 @@ pub fn run(
     let result = sandbox.run(on_output);
     drop(tracked);
     let result = result?;
+    result.warnings.iter().cloned().for_each(on_warning);
     match result.status {
         ExitStatus::Code(0) => {}
         ExitStatus::Code(code) => return Err(RunError::Failed { command, code }),
         ExitStatus::Signal(signal) => return Err(RunError::Signaled { command, signal }),
-    }
-    if let RootfsMode::Copy { .. } = result.rootfs_mode {
-        return Err(RunError::CopyModeUnsupported);
     }
     // The sandbox removed every stub that is still empty. One the command filled (a `/etc`
     // made for `/etc/hosts` on a base without `/etc`, then given `/etc/passwd`) is the
@@ -131,7 +142,49 @@ pub fn run(
         source_date_epoch: request.source_date_epoch,
         ..Default::default()
     };
-    store_dir_as_layer(root, &upper, DiffSource::OverlayUpper(&upper), &options)
+    match &result.rootfs_mode {
+        RootfsMode::Overlay => {
+            store_dir_as_layer(root, &upper, DiffSource::OverlayUpper(&upper), &options)
+        }
+        RootfsMode::Copy { root: after } => {
+            let before = scratch.path().join("before");
+            crate::sandbox::copy::copy_merged(&lowers, &before)
+                .map_err(|wire| RunError::Sandbox(wire.into()))?;
+            store_walk_diff_as_layer(root, &before, after, &options)
+        }
+    }
+}
+
+/// Writes the changes from `before` to `after` as a layer blob and unpacks that blob as the
+/// layer's snapshot (overlay form, whatever form `after` has).
+fn store_walk_diff_as_layer(
+    root: &Root,
+    before: &Path,
+    after: &Path,
+    options: &WriteOptions,
+) -> Result<Layer, RunError> {
+    let mut writer = root.blobs().writer().map_err(|e| RunError::Store(e.to_string()))?;
+    let descriptor =
+        write_layer(DiffSource::Walk { lower: before, upper: after }, options, &mut writer)
+            .map_err(|e| RunError::Layer(e.to_string()))?;
+    let digest = parse_digest(&descriptor.digest)?;
+    let (blob, size) = writer.commit(Some(&digest)).map_err(|e| RunError::Store(e.to_string()))?;
+    let layer = LayerRef {
+        diff_id: parse_digest(&descriptor.diff_id)?,
+        blob,
+        media_type: descriptor.media_type.to_string(),
+        size,
+        created: None,
+    };
+    let snapshot = ensure_snapshot(root, &layer).map_err(|e| RunError::Store(e.to_string()))?;
+    Ok(Layer {
+        diff_id: layer.diff_id,
+        blob,
+        size,
+        media_type: layer.media_type,
+        snapshot,
+        created: None,
+    })
 }
 
 /// Writes `source` (read from `dir`) as a layer blob and turns `dir` itself into the layer's

@@ -317,14 +317,56 @@ fn write_one(
                 Ok(())
             } else {
                 let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+                let hint =
+                    newidmap_hint(&stderr, tool_is_setuid(tool), bounding_set_has(CAP_SYS_ADMIN));
                 Err(SandboxError::IdMapTool {
                     tool,
                     pid,
                     stderr: if stderr.is_empty() { output.status.to_string() } else { stderr },
+                    hint,
                 })
             }
         }
     }
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Why `newuidmap`/`newgidmap` may have been refused, when it can be told (pure): a setuid-root
+/// helper writes the map with euid 0, not as the namespace's owner, and the kernel then wants
+/// CAP_SYS_ADMIN over the new namespace, which only a process holding it in the initial one
+/// has. Containers (Docker, podman, Kubernetes) leave CAP_SYS_ADMIN out of the bounding set,
+/// so there the setuid helpers of some shadow versions (Debian 12's) always fail with EPERM,
+/// while helpers with file capabilities (`cap_setuid=ep`, as Fedora ships them) keep the
+/// user's euid and succeed.
+pub fn newidmap_hint(stderr: &str, setuid: bool, cap_sys_admin_bounded: bool) -> String {
+    if !stderr.contains("Operation not permitted") || !setuid || cap_sys_admin_bounded {
+        return String::new();
+    }
+    " (a setuid-root newuidmap/newgidmap cannot map ids where CAP_SYS_ADMIN is out of reach, \
+     as in a container: give them file capabilities instead — chmod u-s on both, \
+     setcap cap_setuid=ep newuidmap, setcap cap_setgid=ep newgidmap; see docs/ci.md)"
+        .to_owned()
+}
+
+/// Whether `tool`, as found in PATH, is setuid.
+fn tool_is_setuid(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let paths = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(tool))
+        .find_map(|path| fs::metadata(path).ok())
+        .is_some_and(|meta| meta.permissions().mode() & 0o4000 != 0)
+}
+
+/// Whether this process's capability bounding set holds `capability` (true when unknown).
+fn bounding_set_has(capability: u32) -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_none_or(|mask| mask & (1 << capability) != 0)
 }
 
 fn write_proc(pid: u32, file: &str, text: &str) -> Result<(), SandboxError> {
@@ -343,6 +385,23 @@ mod tests {
 
     fn source<'a>(subuid: Option<&'a str>, subgid: Option<&'a str>) -> IdSource<'a> {
         IdSource { uid: 1001, gid: 1002, user_name: Some("kilntest"), subuid, subgid }
+    }
+
+    #[test]
+    fn a_refused_setuid_newuidmap_without_cap_sys_admin_gets_the_file_capabilities_hint() {
+        let refused = "newuidmap: write to uid_map failed: Operation not permitted";
+        let hint = newidmap_hint(refused, true, false);
+        assert!(hint.contains("setcap cap_setuid=ep newuidmap"), "{hint}");
+        assert_eq!(newidmap_hint(refused, false, false), "", "file capabilities already");
+        assert_eq!(newidmap_hint(refused, true, true), "", "CAP_SYS_ADMIN was within reach");
+        assert_eq!(
+            newidmap_hint(
+                "newuidmap: uid range [1-65537) -> [100000-165536) not allowed",
+                true,
+                false
+            ),
+            ""
+        );
     }
 
     #[test]

@@ -202,8 +202,13 @@ impl Mounter<'_> {
         match step {
             MountStep::Proc => {
                 let target = self.target("/proc", TargetKind::Dir)?;
-                let mnt = mount_api::new_fs("proc", &[], NOSUID_NODEV_NOEXEC)?;
-                mount_api::attach(&mnt, target.as_fd())?;
+                let mounted = mount_api::new_fs("proc", &[], NOSUID_NODEV_NOEXEC)
+                    .and_then(|mnt| mount_api::attach(&mnt, target.as_fd()));
+                match mounted {
+                    Ok(()) => {}
+                    Err(Errno::PERM) => return Err(proc_refused()),
+                    Err(err) => return Err(err.into()),
+                }
             }
             MountStep::DevTmpfs => {
                 let target = self.target("/dev", TargetKind::Dir)?;
@@ -292,11 +297,23 @@ impl Mounter<'_> {
                 let target = self.target(target, kind)?;
                 mount_api::bind(source, target.as_fd(), *readonly)?;
             }
-            MountStep::Overlay { lower, upper, work, target, userxattr } => {
-                let target = self.target(target, TargetKind::Dir)?;
-                let mnt =
-                    super::rootfs::overlay(std::slice::from_ref(lower), upper, work, *userxattr)?;
-                mount_api::attach(&mnt, target.as_fd())?;
+            MountStep::Overlay { lower, upper, work, target: path, userxattr } => {
+                let target = self.target(path, TargetKind::Dir)?;
+                let overlaid =
+                    super::rootfs::overlay(std::slice::from_ref(lower), upper, work, *userxattr)
+                        .and_then(|mnt| mount_api::attach(&mnt, target.as_fd()));
+                if let Err(errno) = overlaid {
+                    // Where overlayfs refuses the scratch directory's filesystem, as it does
+                    // the rootfs's: the writes are thrown away either way, so a copy will do.
+                    let copy = work.join("copy");
+                    super::copy::copy_merged(std::slice::from_ref(lower), &copy)
+                        .map_err(StepError::Wire)?;
+                    mount_api::bind(&copy, target.as_fd(), false)?;
+                    self.warnings.push(format!(
+                        "writable bind mount on {path}: overlay unavailable ({}), using a copy",
+                        std::io::Error::from(errno)
+                    ));
+                }
             }
             MountStep::Tmpfs { target, size, mode } => {
                 let target = self.target(target, TargetKind::Dir)?;
@@ -356,6 +373,40 @@ impl Mounter<'_> {
         }
         Ok(())
     }
+}
+
+/// Why the kernel refused a new procfs (EPERM): in a user namespace it grants one only when
+/// a procfs of the same pid namespace is already fully visible in this mount namespace, and
+/// container runtimes cover parts of the container's `/proc` (`/proc/kcore`, `/proc/keys`,
+/// ... — Docker's, podman's and Kubernetes' default "masked paths"). Say so, with the
+/// settings that lift the masks, when that is the case.
+fn proc_refused() -> StepError {
+    match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(mountinfo) => match covered_proc_paths(&mountinfo) {
+            covered if !covered.is_empty() => StepError::Wire(WireError::ProcMasked { covered }),
+            _ => StepError::Errno(Errno::PERM),
+        },
+        Err(_) => StepError::Errno(Errno::PERM),
+    }
+}
+
+/// Mount points below `/proc` in a `/proc/self/mountinfo` text: what covers parts of this
+/// mount namespace's `/proc`, masks (anything but procfs) before read-only re-binds of procfs
+/// itself. `binfmt_misc` (and its automounter) sit on a directory procfs keeps empty for
+/// them, which the kernel does not count as hiding anything.
+pub fn covered_proc_paths(mountinfo: &str) -> Vec<String> {
+    let mut covered: Vec<(bool, String)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let mount_point = line.split(' ').nth(4)?;
+            let fs_type = line.split(" - ").nth(1)?.split(' ').next()?;
+            let under_proc = mount_point.starts_with("/proc/");
+            (under_proc && !matches!(fs_type, "binfmt_misc" | "autofs"))
+                .then(|| (fs_type == "proc", mount_point.replace("\\040", " ")))
+        })
+        .collect();
+    covered.sort_by_key(|(is_proc, _)| *is_proc);
+    covered.into_iter().map(|(_, path)| path).collect()
 }
 
 /// A step failed either with a bare errno (wrapped with the step's description) or with an
@@ -427,6 +478,27 @@ mod tests {
             readonly: true
         }));
         assert_eq!(steps.len(), 2 + 6 + 3 + 6 + 1 + 12 + 5 + 2);
+    }
+
+    #[test]
+    fn covered_proc_paths_are_the_mounts_below_proc_but_binfmt_misc() {
+        let mountinfo = "\
+70 47 254:0 /c/rootfs / rw,relatime - ext4 /dev/vda rw
+73 70 0:42 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
+48 73 0:42 /bus /proc/bus ro,nosuid,nodev,noexec,relatime - proc proc rw
+52 73 0:46 / /proc/acpi ro,relatime - tmpfs tmpfs ro
+53 73 0:43 /null /proc/keys rw,nosuid,noexec - tmpfs tmpfs rw,mode=755
+54 73 0:5 /null /proc/kcore rw,nosuid - devtmpfs udev rw,mode=755
+55 73 0:50 / /proc/sys/fs/binfmt_misc rw,relatime - autofs systemd-1 rw,fd=32
+56 55 0:51 / /proc/sys/fs/binfmt_misc rw,relatime - binfmt_misc binfmt_misc rw
+71 70 0:22 / /sys ro,nosuid,nodev,noexec,relatime - sysfs sysfs rw
+72 70 0:23 / /processes rw - tmpfs tmpfs rw
+";
+        assert_eq!(
+            covered_proc_paths(mountinfo),
+            ["/proc/acpi", "/proc/keys", "/proc/kcore", "/proc/bus"]
+        );
+        assert!(covered_proc_paths("73 70 0:42 / /proc rw - proc proc rw\n").is_empty());
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub fn mount_rootfs(
 ) -> Result<RootfsMode, WireError> {
     let target = open_dir_path(mountpoint)
         .map_err(|e| WireError::setup(format!("open {}", mountpoint.display()), e))?;
+    let as_root = matches!(plan, OverlayPlan::PremountFailed(_));
     let failure = match plan {
         OverlayPlan::Premounted => {
             // Inherited from a more privileged mount namespace, the overlay is locked, and
@@ -162,16 +163,30 @@ pub fn mount_rootfs(
         if spec.mode == RootfsModeRequest::Overlay {
             return Err(WireError::mount("overlay", "/", errno));
         }
-        warnings.push(format!(
-            "overlay rootfs unavailable ({}), using a copy",
-            std::io::Error::from(errno)
-        ));
+        warnings.push(copy_fallback_warning(errno, as_root));
     }
     let root = spec.work.join("rootfs");
     copy::copy_merged(&spec.lowers, &root)?;
     mount_api::bind(&root, target.as_fd(), false)
         .map_err(|e| WireError::mount(format!("bind {}", root.display()), "/", e))?;
     Ok(RootfsMode::Copy { root })
+}
+
+/// What the copy fallback costs and how to avoid it, given why overlay failed.
+pub fn copy_fallback_warning(errno: Errno, as_root: bool) -> String {
+    let why = std::io::Error::from(errno);
+    let avoid = if as_root && errno == Errno::PERM {
+        // Real root mounts the overlay before entering the user namespace, which takes
+        // CAP_SYS_ADMIN: a container's root usually lacks it.
+        "as root, overlay needs CAP_SYS_ADMIN, which a container's root usually lacks: \
+         run kiln as an ordinary user with /etc/subuid ranges instead"
+    } else {
+        "overlay needs Linux 6.5 or later and a state root (--root) on a filesystem such as \
+         ext4, xfs or tmpfs, not on overlayfs"
+    };
+    format!(
+        "overlay rootfs unavailable ({why}): RUN works on a copy of its rootfs, which is slower; {avoid}"
+    )
 }
 
 /// Make `new_root` the root of this mount namespace and detach the old root.
@@ -188,6 +203,15 @@ pub fn pivot_into(new_root: &Path) -> Result<(), WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_copy_fallback_warning_says_how_to_avoid_it() {
+        let as_root = copy_fallback_warning(Errno::PERM, true);
+        assert!(as_root.contains("CAP_SYS_ADMIN"), "{as_root}");
+        let on_overlayfs = copy_fallback_warning(Errno::INVAL, false);
+        assert!(on_overlayfs.starts_with("overlay rootfs unavailable ("), "{on_overlayfs}");
+        assert!(on_overlayfs.contains("not on overlayfs"), "{on_overlayfs}");
+    }
 
     #[test]
     fn overlay_options_add_each_lower_then_upper_work() {

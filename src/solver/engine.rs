@@ -322,7 +322,11 @@ impl Engine<'_> {
                 let text = String::from_utf8_lossy(bytes).into_owned();
                 self.progress.emit(Event::Output { step: progress_step, stream, text });
             };
-            let layer = ops::run::run(self.root, request, &mut on_output)
+            let mut on_warning = |warning: String| {
+                let text = format!("warning: {warning}");
+                self.progress.emit(Event::Note { step: progress_step, text });
+            };
+            let layer = ops::run::run(self.root, request, &mut on_output, &mut on_warning)
                 .map_err(|e| self.explain_run_error(e));
             drop(guards);
             Ok(vec![layer?])

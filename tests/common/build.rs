@@ -171,25 +171,30 @@ impl Build {
 
     /// `kiln --root ROOT build --progress plain ARGS CONTEXT`.
     pub fn command(&self, args: &[&str]) -> Command {
+        let mut all = vec!["--progress", "plain"];
+        all.extend(args);
+        self.bare_command(&all)
+    }
+
+    /// `kiln --root ROOT build ARGS CONTEXT`: progress as kiln chooses it.
+    pub fn bare_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(kiln());
         command
             .arg("--root")
             .arg(self.root.path())
             .arg("build")
-            .args(["--progress", "plain"])
             .args(args)
             .arg(self.context.path());
         command
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        let output = self.command(args).stdin(Stdio::null()).output().expect("run kiln");
-        eprintln!(
-            "kiln build {args:?}: {}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        output_of(self.command(args), args)
+    }
+
+    /// [`Build::bare_command`]'s output (stdout and stderr to pipes: no terminal).
+    pub fn run_bare(&self, args: &[&str]) -> Output {
+        output_of(self.bare_command(args), args)
     }
 
     /// Builds; asserts success; returns the progress log.
@@ -223,6 +228,16 @@ impl Build {
         let log = self.ok(&all);
         Image::read(dir, log)
     }
+}
+
+fn output_of(mut command: Command, args: &[&str]) -> Output {
+    let output = command.stdin(Stdio::null()).output().expect("run kiln");
+    eprintln!(
+        "kiln build {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// What one build exported.
