@@ -9,10 +9,13 @@
 //! Invariants:
 //! - deterministic: the same tar bytes give byte-identical blobs. Gzip uses level 6 (zlib's
 //!   and Go's `DefaultCompression`, which BuildKit uses), header mtime 0, no file name, OS
-//!   byte 255 ("unknown", as Go writes it). Zstd uses level 3 with a fixed worker count
+//!   byte 255 ("unknown", as Go writes it), deflated in fixed-size blocks on every core
+//!   (`parallel_gzip`: pigz's scheme, one gzip member whose bytes do not depend on the core
+//!   count). Zstd uses level 3 with a fixed worker count
 //!   ([`ZSTD_WORKERS`]), no checksum and no content size (the stream's length is not known
 //!   up front); its output does not depend on the worker count.
-//! - bounded memory: the encoders keep their window only; nothing buffers a whole layer.
+//! - bounded memory: the encoders keep a window or a bounded batch of blocks; nothing
+//!   buffers a whole layer.
 //!
 //! Reading: [`decompress`] sniffs the first bytes (gzip `1f 8b`, zstd `28 b5 2f fd`, bzip2
 //! `BZh`, xz `fd 37 7a 58 5a 00`) and otherwise takes the stream as an uncompressed tar.
@@ -145,7 +148,7 @@ pub(crate) fn format_digest(bytes: &[u8]) -> String {
 
 /// The encoder of a [`Compression`], with kiln's fixed settings (see the module docs).
 pub(crate) enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(super::parallel_gzip::ParallelGzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     Plain(W),
 }
@@ -153,12 +156,9 @@ pub(crate) enum Encoder<W: Write> {
 impl<W: Write> Encoder<W> {
     pub(crate) fn new(compression: Compression, sink: W) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(sink, flate2::Compression::new(GZIP_LEVEL)),
-            ),
+            Compression::Gzip => {
+                Encoder::Gzip(super::parallel_gzip::ParallelGzEncoder::new(sink, GZIP_LEVEL))
+            }
             Compression::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
                 encoder.multithread(ZSTD_WORKERS)?;

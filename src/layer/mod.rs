@@ -43,6 +43,7 @@ mod diff_overlay;
 mod diff_walk;
 mod error;
 mod idmap;
+mod parallel_gzip;
 mod tar_entry;
 mod tar_writer;
 mod tree;
