@@ -473,3 +473,52 @@ fn registry_export_round_trip_and_lazy_layers_are_mounted_not_downloaded() {
     let again = third.ok(&["--cache-from", &other]);
     assert_eq!(steps_run(&again), Vec::<String>::new(), "the re-exported cache is whole: {again}");
 }
+
+#[test]
+fn a_push_after_cache_hits_mounts_the_layers_instead_of_downloading_them() {
+    if !ready() {
+        return;
+    }
+    let registry = TestRegistry::shared();
+    let reference = format!("{}/ci-app/cache:main", registry.host);
+    let first = context(MULTI_STAGE, &FILES);
+    first.ok(&["--cache-to", &format!("type=registry,ref={reference},mode=max")]);
+
+    // A fresh runner: every step hits, and the push sends no layer it had to download.
+    let proxy = FaultProxy::start(&registry.host, vec![]);
+    let second = context(MULTI_STAGE, &FILES);
+    let image = format!("{}/ci-app/image:1", proxy.host);
+    let meta_path = second.root.path().join("meta.json");
+    let log = second.ok(&[
+        "--cache-from",
+        &reference.replace(&registry.host, &proxy.host),
+        "-o",
+        &format!("type=registry,name={image}"),
+        "--metadata-file",
+        meta_path.to_str().unwrap(),
+    ]);
+    assert_eq!(steps_run(&log), Vec::<String>::new(), "{log}");
+    let requests = proxy.requests();
+    // Reading the cache takes its config blob; no layer is downloaded.
+    let cache_manifest: Value =
+        serde_json::from_slice(&common::skopeo::inspect_raw(&reference, None)).unwrap();
+    let cache_config = cache_manifest["config"]["digest"].as_str().unwrap();
+    let layer_downloads: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("GET") && r.contains("/blobs/") && !r.contains(cache_config))
+        .collect();
+    assert!(layer_downloads.is_empty(), "layers were downloaded: {layer_downloads:#?}");
+    assert!(
+        requests.iter().any(|r| r.starts_with("POST") && r.contains("mount=")),
+        "{requests:#?}"
+    );
+    // The pushed image is the one the first build made, whole.
+    let original = first.ok(&[]);
+    let meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let digest = meta["containerimage.digest"].as_str().unwrap();
+    assert!(image_line(&original).contains(digest), "{original}\n{meta}");
+    // skopeo reads every blob of it back (and checks their digests).
+    let copied = tempfile::tempdir().unwrap();
+    let pushed = image.replace(&proxy.host, &registry.host);
+    common::skopeo::copy_to_layout(&pushed, &copied.path().join("layout"), "1");
+}

@@ -244,13 +244,13 @@ pub fn run(
         super::push::report_push(&printer, push_step.load(SeqCst), event)
     };
     let base_blobs = rootfs.layers[..base_layers].iter().map(|l| l.blob);
-    let pusher = RegistryPusher::new(&client)
-        .mount_sources(base_mount_sources(target.base_image.as_deref(), base_blobs))
-        .progress(&report_push);
-    let exporter = Exporter::new(&blobs, root.work_dir()?, created)
-        .source_date_epoch(source_date_epoch)
-        .store(&root)
-        .pusher(&pusher);
+    let mut mount_sources = base_mount_sources(target.base_image.as_deref(), base_blobs);
+    // remote cache: layers of cache hits may be mounted from the cache's repositories.
+    for (digest, repositories) in super::build_cache::mount_sources(&remote_cache, &rootfs.layers) {
+        mount_sources.entry(digest).or_default().extend(repositories);
+    }
+    let pusher = RegistryPusher::new(&client).mount_sources(mount_sources).progress(&report_push);
+    let work_dir = root.work_dir()?;
     let mut last = None;
     let mut image_id = None;
     for (i, output) in outputs.iter().enumerate() {
@@ -260,8 +260,28 @@ pub fn run(
         let timer = StepTimer::start(&printer, step, export_step_name(output));
         push_step.store(step, SeqCst);
         let exported = (|| {
-            // remote cache: layers of cache hits are fetched when an output needs them.
-            super::build_cache::fetch_layers(&remote_cache, &rootfs.layers, &printer, step)?;
+            // remote cache: layers of cache hits are fetched when an output needs them; a
+            // push reads a layer only when the registry has it neither already nor by mount.
+            let lazy = crate::remote_cache::export::LazyBlobs::new(
+                &remote_cache,
+                crate::solver::progress::StepReporter::new(&printer, step),
+            );
+            let source: &dyn crate::export::BlobSource = match output {
+                Output::Registry { .. } => &lazy,
+                _ => {
+                    super::build_cache::fetch_layers(
+                        &remote_cache,
+                        &rootfs.layers,
+                        &printer,
+                        step,
+                    )?;
+                    &blobs
+                }
+            };
+            let exporter = Exporter::new(source, &work_dir, created)
+                .source_date_epoch(source_date_epoch)
+                .store(&root)
+                .pusher(&pusher);
             let options = output.image().cloned().unwrap_or_default();
             let output_names = if options.names.is_empty() {
                 names.clone()
@@ -276,7 +296,7 @@ pub fn run(
                     })
                     .collect::<anyhow::Result<_>>()?
             };
-            let image = prepare_image(&options, &config, &stored, output_names, &blobs, &blobs)?;
+            let image = prepare_image(&options, &config, &stored, output_names, source, &blobs)?;
             let response = exporter.export(output, &image)?;
             anyhow::Ok((image, response))
         })();

@@ -6,6 +6,7 @@
 //! unless the export says `ignore-error=true` (as BuildKit).
 
 use crate::registry::RegistryClient;
+use crate::registry::push::MountSources;
 use crate::remote_cache::export::{self, CacheExport};
 use crate::remote_cache::upload::CacheUploader;
 use crate::remote_cache::{CacheSession, CacheSource, ImportedCache};
@@ -38,6 +39,12 @@ pub fn fetch_layers(
     let refs: Vec<_> = layers.iter().map(Layer::to_ref).collect();
     session.fetch_blobs(&refs, &StepReporter::new(progress, step))?;
     Ok(())
+}
+
+/// Where the registry caches hold the blobs of `layers`, for cross-repository mounts.
+pub fn mount_sources(session: &CacheSession<'_>, layers: &[Layer]) -> MountSources {
+    let descriptors: Vec<_> = layers.iter().filter_map(|l| session.descriptor(&l.blob)).collect();
+    crate::remote_cache::registry_upload::mount_sources(&session.registries_holding(&descriptors))
 }
 
 /// Runs every `--cache-to`, numbered as progress steps from `first_step`.

@@ -18,6 +18,20 @@ use crate::registry::{Descriptor, Reference, RegistryClient};
 use crate::solver::progress::StepReporter;
 use std::io::{self, Read};
 
+/// The repositories to try cross-repository mounts from, for blobs the caches hold.
+pub fn mount_sources(held_by: &HeldBy) -> MountSources {
+    held_by
+        .iter()
+        .map(|(digest, references)| {
+            let repositories = references
+                .iter()
+                .map(|r| (r.registry().to_string(), r.repository().to_string()))
+                .collect();
+            (registry_digest(digest), repositories)
+        })
+        .collect()
+}
+
 /// Hears the push events of an upload, with the progress step it belongs to.
 pub type PushProgress<'a> = dyn Fn(usize, PushEvent<'_>) + Sync + 'a;
 
@@ -55,16 +69,7 @@ impl CacheUploader for RegistryCacheUploader<'_> {
             config: registry_descriptor(&artifact.config_descriptor()),
             layers: artifact.layers.iter().map(registry_descriptor).collect(),
         };
-        let mount_sources: MountSources = held_by
-            .iter()
-            .map(|(digest, references)| {
-                let repositories = references
-                    .iter()
-                    .map(|r| (r.registry().to_string(), r.repository().to_string()))
-                    .collect();
-                (registry_digest(digest), repositories)
-            })
-            .collect();
+        let mount_sources = mount_sources(held_by);
         let config_digest = image.config.digest.clone();
         let open = |descriptor: &Descriptor| -> io::Result<Box<dyn Read + '_>> {
             if descriptor.digest == config_digest {
