@@ -4,8 +4,8 @@
 //! - `options.json`: `{"target": "...", "build_args": {...}, "platform": "os/arch",
 //!   "dockerignore": [...], "named_contexts": {"name": "local" | "docker-image://REF"}}`
 //! - `images.json`: the fake registry: `{"REF": {"env": [...], "on_build": [...],
-//!   "working_dir": "...", "user": "...", "shell": [...], "empty": false}}`; an image not
-//!   listed fails to resolve.
+//!   "working_dir": "...", "user": "...", "shell": [...], "empty": false,
+//!   "platform": "os/arch"}}`; an image not listed fails to resolve.
 //!
 //! Set `KILN_BLESS=1` to (re)write the expected files from the current output.
 
@@ -44,7 +44,7 @@ impl ImageResolver for FakeResolver {
         Ok(ResolvedImage {
             reference: format!("docker.io/library/{reference}"),
             config,
-            platform: None,
+            platform: text("platform").map(|p| Platform::parse(&p).expect("images.json platform")),
             is_empty: image["empty"].as_bool().unwrap_or(false),
         })
     }

@@ -272,6 +272,18 @@ impl<'a> Lowering<'a> {
                     format!("failed to resolve source metadata for {reference}: {e}"),
                 )
             })?;
+            // BuildKit's InvalidBaseImagePlatform check: only os and architecture count.
+            if let Some(actual) = &resolved.platform
+                && (actual.os != platform.os || actual.architecture != platform.architecture)
+            {
+                self.warnings.push(GraphWarning {
+                    message: format!(
+                        "InvalidBaseImagePlatform: Base image {reference} was pulled with \
+                         platform \"{actual}\", expected \"{platform}\" for current build"
+                    ),
+                    span: Some(stage.span),
+                });
+            }
             self.resolved.insert(index, resolved);
         }
         Ok(&self.resolved[&index])
